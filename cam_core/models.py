@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -229,7 +230,57 @@ def _register_builtin() -> None:
         )
 
 
+class LocalEvidenceNet(nn.Module):
+    """ResNet trunk to ``layer3`` (stride 16), 1×1-conv class score maps, log-sum-exp pooling.
+
+    Built for maps that land on the defect (see docs/localization.md): each class logit is a
+    smooth maximum (LSE, sharpness ``r``; Durand et al.'s WILDCAT / Oquab et al. 2015) of a
+    per-location class score, so the score map *is* the evidence the model used and a CAM of
+    ``layer3`` reproduces it. Every padded convolution reflects instead of zero-padding, which
+    removes the border cue the plain ResNet uses as a positional shortcut on NEU-DET.
+    """
+
+    def __init__(self, num_classes: int, depth: str = "resnet18", r: float = 4.0) -> None:
+        super().__init__()
+        base = getattr(tvm, depth)(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool
+        self.layer1, self.layer2, self.layer3 = base.layer1, base.layer2, base.layer3
+        channels = self.layer3[-1].conv2.out_channels if depth in ("resnet18", "resnet34") else (
+            self.layer3[-1].conv3.out_channels
+        )
+        self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.r = r
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
+                m.padding_mode = "reflect"
+
+    def score_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K, h, w) class evidence per location."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.classifier(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits: log-mean-exp of r × the score maps, divided by r."""
+        s = self.score_maps(x).flatten(2)
+        return (torch.logsumexp(self.r * s, dim=2) - math.log(s.shape[2])) / self.r
+
+
 _register_builtin()
+for _depth in ("resnet18", "resnet34"):
+    register_arch(
+        ArchSpec(
+            name=f"local_{_depth}",
+            builder=functools.partial(LocalEvidenceNet, depth=_depth),
+            target_layers=("layer3", "layer2", "layer3+layer2"),
+            input_size=200,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+            head="classifier",
+            gap_linear=False,
+            description=f"{_depth} trunk to layer3 + 1x1 class maps + log-sum-exp pooling, "
+            "reflect padding: maps that point at the defect (this project's NEU-DET default).",
+        )
+    )
 
 # --------------------------------------------------------------------------------------------
 # Layers by name

@@ -1,0 +1,149 @@
+"""Training pipeline, mosaics and the bundled models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cam_core.data import NEU_CLASSES, Box, find_neu_det, load_dataset
+from cam_core.explain import Explainer
+from cam_core.metrics import pointing_game
+from cam_core.models import load_model
+from cam_core.synth import make_sample_set, write_voc_folder
+from cam_core.train import TrainConfig, _Item, _targets, augment, mosaic, train
+
+ROOT = Path(__file__).resolve().parents[1]
+NEU = find_neu_det()
+needs_neu = pytest.mark.skipif(NEU is None, reason="NEU-DET not found (set NEU_DET_DIR or ../shared/NEU-DET)")
+
+
+def test_short_cpu_training_writes_a_loadable_checkpoint_and_card(tmp_path):
+    data = write_voc_folder(tmp_path / "data", n_per_class=6, seed=3)
+    events = []
+    ckpt = train(
+        TrainConfig(data=str(data), out=str(tmp_path / "run"), input_size=64, epochs=2,
+                    batch_size=8, max_steps=3, device="cpu", command="python -m cam_core train …"),
+        progress=events.append,
+    )
+    loaded = load_model(ckpt)
+    card = loaded.card
+    assert card.classes == NEU_CLASSES and card.arch == "local_resnet18" and card.synthetic
+    assert card.training["command"] == "python -m cam_core train …"
+    assert set(card.metrics["val"]["per_class"]) == set(NEU_CLASSES)
+    assert "confusion" in card.metrics["val"]
+    assert [e["kind"] for e in events].count("step") == 3 and events[-1]["kind"] == "done"
+    assert not (tmp_path / "run" / "last.pt").exists()
+    probs = Explainer(loaded.model, card).predict([np.zeros((200, 200), np.uint8)])
+    assert probs.shape == (1, 6)
+
+
+def test_training_resumes_from_last_checkpoint(tmp_path):
+    data = write_voc_folder(tmp_path / "data", n_per_class=6, seed=5)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), input_size=64, epochs=2,
+                      batch_size=8, device="cpu", patience=10)
+    seen = []
+
+    def stop_after_first_epoch(ev):
+        seen.append(ev)
+        if ev["kind"] == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=stop_after_first_epoch)
+    assert (tmp_path / "run" / "last.pt").exists()
+    resumed = []
+    train(cfg, progress=resumed.append)
+    epochs = [e["epoch"] for e in resumed if e["kind"] == "epoch"]
+    assert epochs == [1], "the finished epoch 0 must not run again"
+
+
+def test_empty_validation_split_is_a_clear_error(tmp_path):
+    data = write_voc_folder(tmp_path / "data", n_per_class=1, seed=5)
+    with pytest.raises(ValueError, match="validation split is empty"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "run"), input_size=64, device="cpu"))
+
+
+def test_multilabel_targets_follow_the_boxes():
+    classes = NEU_CLASSES
+    item = _Item(np.zeros((8, 8), np.uint8),
+                 (Box("crazing", 0, 0, 4, 4), Box("patches", 4, 4, 8, 8)), "crazing")
+    assert _targets(item, classes, multilabel=True).tolist() == [1, 0, 1, 0, 0, 0]
+    assert _targets(item, classes, multilabel=False).tolist() == [1, 0, 0, 0, 0, 0]
+
+
+@needs_neu
+def test_crazing_104_is_multilabel_with_patches():
+    ds = load_dataset(NEU)
+    s = next(s for s in ds.samples if s.stem == "crazing_104")
+    item = _Item(np.zeros((1, 1), np.uint8), s.boxes, s.label)
+    y = _targets(item, NEU_CLASSES, multilabel=True)
+    assert y[NEU_CLASSES.index("patches")] == 1
+
+
+def test_mosaic_boxes_land_on_their_quadrant():
+    parts = []
+    for k in range(4):
+        img = np.zeros((200, 200), np.uint8)
+        img[20:60, 100:180] = 50 * (k + 1)
+        parts.append((img, (Box(NEU_CLASSES[k], 100, 20, 180, 60),)))
+    canvas, boxes = mosaic(parts, size=200)
+    for k, b in enumerate(boxes):
+        r, c = divmod(k, 2)
+        assert (b.x0, b.y0, b.x1, b.y1) == (50 + 100 * c, 10 + 100 * r, 90 + 100 * c, 30 + 100 * r)
+        inside = canvas[int(b.y0) + 1 : int(b.y1) - 1, int(b.x0) + 1 : int(b.x1) - 1]
+        assert (inside == 50 * (k + 1)).all(), f"quadrant {k}: the box does not cover its defect"
+
+
+def test_augment_moves_boxes_with_the_pixels():
+    rng = np.random.default_rng(0)
+    img = np.zeros((100, 100), np.uint8)
+    img[10:30, 60:90] = 255
+    box = (Box("scratches", 60, 10, 90, 30),)
+    for _ in range(20):
+        out, (b,) = augment(img, box, rng)
+        inside = out[int(b.y0) : int(b.y1), int(b.x0) : int(b.x1)]
+        assert inside.mean() > 200, "augmented box lost its defect"
+        assert 0 <= b.x0 < b.x1 <= 100 and 0 <= b.y0 < b.y1 <= 100
+
+
+# ----------------------------------------------------------------------------- bundled models
+def _bundled(name: str) -> Path:
+    path = ROOT / "models" / name / "model.pt"
+    if not path.exists():
+        pytest.skip(f"bundled model {name} not in this checkout")
+    return path
+
+
+def test_demo_model_points_into_planted_defects():
+    """Fresh synthetic images (a seed never used in training): the demo's recommended map must
+    point into a planted box of the true class on ≥ 90 % of them."""
+    loaded = load_model(_bundled("demo-synthetic"))
+    card = loaded.card
+    rec = card.recommended or {}
+    method, layers = rec.get("method", "gradcam"), rec.get("layer")
+    samples = make_sample_set(8, seed=12345)
+    images = [img for _, img, _ in samples]
+    targets = [[NEU_CLASSES.index(stem.split("_synth_")[0])] for stem, _, _ in samples]
+    exp = Explainer(loaded.model, card).explain(images, [method], targets=targets, layers=layers)
+    hits = [pointing_game(exp.get(i, t[0], method).cam, boxes)
+            for i, ((_, _, boxes), t) in enumerate(zip(samples, targets, strict=True))]
+    assert np.mean(hits) >= 0.9, f"pointing {np.mean(hits):.2f} on fresh synthetic images"
+
+
+@needs_neu
+@pytest.mark.parametrize("name", ["neu-local-resnet18"])
+def test_bundled_neu_model_reaches_its_stated_accuracy(name):
+    path = _bundled(name)
+    loaded = load_model(path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    stated = card["metrics"]["val"]["accuracy"]
+    val = load_dataset(NEU, split="val").samples
+    from cam_core.data import read_image
+
+    probs = Explainer(loaded.model, loaded.card).predict([read_image(s.path) for s in val])
+    acc = float(np.mean([loaded.card.classes[p.argmax()] == s.label for p, s in zip(probs, val, strict=True)]))
+    assert acc == pytest.approx(stated, abs=0.005)
+    assert acc >= 0.98
