@@ -1,6 +1,6 @@
 """Side-by-side benchmark: cam_core's engine vs plain pytorch-grad-cam, same inputs, one run.
 
-    python bench/bench_engine.py [--device cpu|cuda] [--arch resnet18] [--repeats 5] [--json out.json]
+    python bench/bench_engine.py [--device cpu|cuda] [--arch resnet18] [--repeats 5] [--json F]
 
 Prints ratios (ours / theirs, and ours / the forward+backward floor) and checks that the maps
 agree (max abs diff). Absolute times are noisy on a shared CPU: read the ratios.
@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cam_core.explain import Explainer, reference_cam  # noqa: E402
-from cam_core.models import ModelCard, build_model, get_arch, preprocess  # noqa: E402
+from cam_core.explain import Explainer, reference_cam
+from cam_core.models import ModelCard, build_model, get_arch, preprocess
 
 
 def timed(fn, repeats: int) -> float:
@@ -53,8 +53,15 @@ def main() -> None:
     spec = get_arch(args.arch)
     classes = tuple(f"c{i}" for i in range(6))
     model = build_model(args.arch, 6).to(args.device).eval()
-    card = ModelCard(name="bench", arch=args.arch, classes=classes, multilabel=False,
-                     input_size=spec.input_size, mean=spec.mean, std=spec.std)
+    card = ModelCard(
+        name="bench",
+        arch=args.arch,
+        classes=classes,
+        multilabel=False,
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+    )
     layer = spec.target_layers[0]
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (200, 200), np.uint8) for _ in range(args.batch)]
@@ -79,19 +86,33 @@ def main() -> None:
 
     # All 6 class maps of one image.
     out["ours_gradcam_6classes_1img"] = timed(
-        lambda: ex.explain(images[:1], ["gradcam"], targets=[list(range(6))]), r)
+        lambda: ex.explain(images[:1], ["gradcam"], targets=[list(range(6))]), r
+    )
     out["lib_gradcam_6calls_1img"] = timed(
-        lambda: [reference_cam(model, "gradcam", x1, [c], [layer]) for c in range(6)], r)
+        lambda: [reference_cam(model, "gradcam", x1, [c], [layer]) for c in range(6)], r
+    )
     out["lib_gradcam_batch6_1img"] = timed(
-        lambda: reference_cam(model, "gradcam", x1.repeat(6, 1, 1, 1), list(range(6)), [layer]), r)
+        lambda: reference_cam(model, "gradcam", x1.repeat(6, 1, 1, 1), list(range(6)), [layer]), r
+    )
 
     # Agreement on the all-classes case.
     ours = ex.explain(images[:1], ["gradcam"], targets=[list(range(6))])
     ref = reference_cam(model, "gradcam", x1.repeat(6, 1, 1, 1), list(range(6)), [layer])
-    ours_in = np.stack([torch.nn.functional.interpolate(
-        torch.from_numpy(ref[c])[None, None], size=(200, 200), mode="bilinear",
-        align_corners=False, antialias=True)[0, 0].numpy() for c in range(6)])
-    diff = float(np.abs(np.stack([ours.get(0, c, "gradcam").cam for c in range(6)]) - ours_in).max())
+    ours_in = np.stack(
+        [
+            torch.nn.functional.interpolate(
+                torch.from_numpy(ref[c])[None, None],
+                size=(200, 200),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )[0, 0].numpy()
+            for c in range(6)
+        ]
+    )
+    diff = float(
+        np.abs(np.stack([ours.get(0, c, "gradcam").cam for c in range(6)]) - ours_in).max()
+    )
     out["maxdiff_gradcam_vs_lib_at_image_res"] = diff
 
     # Per method, one image (predicted class) and a batch.
@@ -99,31 +120,48 @@ def main() -> None:
         out[f"ours_{m}_1img"] = timed(lambda m=m: ex.explain(images[:1], [m], targets=[[0]]), r)
         out[f"lib_{m}_1img"] = timed(lambda m=m: reference_cam(model, m, x1, [0], [layer]), r)
         out[f"ours_{m}_batch"] = timed(
-            lambda m=m: ex.explain(images, [m], targets=[[0]] * len(images)), max(2, r // 2))
+            lambda m=m: ex.explain(images, [m], targets=[[0]] * len(images)), max(2, r // 2)
+        )
         out[f"lib_{m}_batch"] = timed(
-            lambda m=m: reference_cam(model, m, xb, [0] * len(images), [layer]), max(2, r // 2))
+            lambda m=m: reference_cam(model, m, xb, [0] * len(images), [layer]), max(2, r // 2)
+        )
 
     # App latency: upload → 3 gradient methods × 6 classes, warm.
     out["ours_app_3methods_6classes"] = timed(
-        lambda: ex.explain(images[:1], ["gradcam", "gradcam++", "layercam"], targets=[list(range(6))]), r)
+        lambda: ex.explain(
+            images[:1], ["gradcam", "gradcam++", "layercam"], targets=[list(range(6))]
+        ),
+        r,
+    )
 
     if not args.skip_scorecam:
-        out["ours_scorecam_1img"] = timed(lambda: ex.explain(images[:1], ["scorecam"], targets=[[0]]), 1)
-        out["lib_scorecam_1img"] = timed(lambda: reference_cam(model, "scorecam", x1, [0], [layer]), 1)
+        out["ours_scorecam_1img"] = timed(
+            lambda: ex.explain(images[:1], ["scorecam"], targets=[[0]]), 1
+        )
+        out["lib_scorecam_1img"] = timed(
+            lambda: reference_cam(model, "scorecam", x1, [0], [layer]), 1
+        )
         a = ex.explain(images[:1], ["scorecam"], targets=[[0]]).get(0, 0, "scorecam").cam
         b = reference_cam(model, "scorecam", x1, [0], [layer])[0]
-        b = torch.nn.functional.interpolate(torch.from_numpy(b)[None, None], size=(200, 200),
-                                            mode="bilinear", align_corners=False,
-                                            antialias=True)[0, 0].numpy()
+        b = torch.nn.functional.interpolate(
+            torch.from_numpy(b)[None, None],
+            size=(200, 200),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0, 0].numpy()
         out["maxdiff_scorecam_vs_lib_at_image_res"] = float(np.abs(a - b).max())
 
     fb = out["forward_backward_1"]
     n = len(images)
     ratios = {
         "6 classes: ours / (fwd+bwd)": out["ours_gradcam_6classes_1img"] / fb,
-        "6 classes: lib 6 calls / ours": out["lib_gradcam_6calls_1img"] / out["ours_gradcam_6classes_1img"],
-        "6 classes: lib batch-of-6 / ours": out["lib_gradcam_batch6_1img"] / out["ours_gradcam_6classes_1img"],
-        "gradcam batch throughput: (fwd+bwd floor) / ours": out["forward_backward_batch"] / out["ours_gradcam_batch"],
+        "6 classes: lib 6 calls / ours": out["lib_gradcam_6calls_1img"]
+        / out["ours_gradcam_6classes_1img"],
+        "6 classes: lib batch-of-6 / ours": out["lib_gradcam_batch6_1img"]
+        / out["ours_gradcam_6classes_1img"],
+        "gradcam batch throughput: (fwd+bwd floor) / ours": out["forward_backward_batch"]
+        / out["ours_gradcam_batch"],
         "app 3 methods x 6 classes (s)": out["ours_app_3methods_6classes"],
     }
     for m in ("gradcam", "gradcam++", "layercam", "eigencam"):
@@ -132,15 +170,23 @@ def main() -> None:
     if "ours_scorecam_1img" in out:
         ratios["scorecam 1 img: lib / ours"] = out["lib_scorecam_1img"] / out["ours_scorecam_1img"]
 
-    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
+    dev = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"CPU x{torch.get_num_threads()} threads"
+    )
     print(f"# {args.arch} @ {spec.input_size}px on {dev}, batch {n}, median of {r}")
     for k, v in out.items():
-        print(f"{k:45s} {v * 1000:10.1f} ms" if not k.startswith("maxdiff") else f"{k:45s} {v:10.2e}")
+        print(
+            f"{k:45s} {v * 1000:10.1f} ms" if not k.startswith("maxdiff") else f"{k:45s} {v:10.2e}"
+        )
     print()
     for k, v in ratios.items():
         print(f"{k:55s} {v:8.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": dev, "times_s": out, "ratios": ratios}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"device": dev, "times_s": out, "ratios": ratios}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -13,10 +13,20 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from cam_core.train import TrainConfig, command_line, train
 
     cfg = TrainConfig(
-        data=args.data, out=args.out, arch=args.arch, multilabel=args.multilabel,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mosaic=args.mosaic,
-        seed=args.seed, limit_per_class=args.limit_per_class, max_steps=args.max_steps,
-        input_size=args.input_size, name=args.name or "", command=command_line(argv),
+        data=args.data,
+        out=args.out,
+        arch=args.arch,
+        multilabel=args.multilabel,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        mosaic=args.mosaic,
+        seed=args.seed,
+        limit_per_class=args.limit_per_class,
+        max_steps=args.max_steps,
+        input_size=args.input_size,
+        name=args.name or "",
+        command=command_line(argv),
         **({"device": args.device} if args.device else {}),
     )
     bar = tqdm(unit="step", dynamic_ncols=True)
@@ -27,8 +37,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             bar.update(1)
             bar.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.3f}")
         elif ev["kind"] == "epoch":
-            bar.write(f"epoch {ev['epoch']}: loss {ev['loss']} val acc {ev['val_accuracy']} "
-                      f"macro-F1 {ev['val_macro_f1']} (best epoch {ev['best_epoch']})")
+            bar.write(
+                f"epoch {ev['epoch']}: loss {ev['loss']} val acc {ev['val_accuracy']} "
+                f"macro-F1 {ev['val_macro_f1']} (best epoch {ev['best_epoch']})"
+            )
 
     path = train(cfg, progress)
     bar.close()
@@ -52,13 +64,20 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     card = loaded.card
     paths: list[Path] = []
     for item in map(Path, args.images):
-        paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if item.is_dir() else [item]
+        paths += (
+            sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if item.is_dir()
+            else [item]
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    report: dict[str, object] = {"checkpoint": str(args.checkpoint), "classes": list(card.classes),
-                                 "methods": methods, "images": {}}
+    report: dict[str, object] = {
+        "checkpoint": str(args.checkpoint),
+        "classes": list(card.classes),
+        "methods": methods,
+        "images": {},
+    }
     images, names, boxes = [], [], []
     for p in paths:
         try:
@@ -70,7 +89,9 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         names.append(p)
         xml = p.with_suffix(".xml")
         try:
-            boxes.append(parse_voc(xml, image_size=images[-1].shape[:2]).boxes if xml.exists() else ())
+            boxes.append(
+                parse_voc(xml, image_size=images[-1].shape[:2]).boxes if xml.exists() else ()
+            )
         except DataError as exc:
             print(f"no GT boxes: {exc}", file=sys.stderr)
             boxes.append(())
@@ -78,19 +99,34 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.classes_to_explain:
         wanted = [card.classes.index(c.strip()) for c in args.classes_to_explain.split(",")]
         targets = [wanted] * len(images)
-    exp = Explainer(loaded.model, card).explain(images, methods, targets=targets, layers=args.layers)
+    exp = Explainer(loaded.model, card).explain(
+        images, methods, targets=targets, layers=args.layers
+    )
     for r in exp.results:
         p = names[r.image]
         stem = f"{p.stem}__{r.class_name}__{r.method}"
         gt = tuple(b for b in boxes[r.image] if b.cls == r.class_name)
-        (out / f"{stem}.png").write_bytes(png_bytes(panel_image(images[r.image], r.cam, gt_boxes=gt)))
+        (out / f"{stem}.png").write_bytes(
+            png_bytes(panel_image(images[r.image], r.cam, gt_boxes=gt))
+        )
         (out / f"{stem}.npy").write_bytes(npy_bytes(r.cam))
-        entry = report["images"].setdefault(p.name, {  # type: ignore[union-attr]
-            "scores": dict(zip(card.classes, map(float, exp.probs[r.image]), strict=True)),
-            "maps": []})
-        entry["maps"].append({"class": r.class_name, "method": r.method, "layer": r.layer,
-                              "strength": r.strength, "overlay": f"{stem}.png",
-                              "localization": localization_scores(r.cam, gt) if gt else None})
+        entry = report["images"].setdefault(
+            p.name,
+            {  # type: ignore[union-attr]
+                "scores": dict(zip(card.classes, map(float, exp.probs[r.image]), strict=True)),
+                "maps": [],
+            },
+        )
+        entry["maps"].append(
+            {
+                "class": r.class_name,
+                "method": r.method,
+                "layer": r.layer,
+                "strength": r.strength,
+                "overlay": f"{stem}.png",
+                "localization": localization_scores(r.cam, gt) if gt else None,
+            }
+        )
     (out / "explain.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {len(exp.results)} maps for {len(images)} image(s) to {out}")
     return 0
@@ -115,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a classifier on a NEU-DET/VOC folder")
-    t.add_argument("--data", required=True, help="NEU-DET root (flat or Kaggle layout) or VOC folder")
+    t.add_argument(
+        "--data", required=True, help="NEU-DET root (flat or Kaggle layout) or VOC folder"
+    )
     t.add_argument("--out", required=True, help="output folder (model.pt + model.json)")
     t.add_argument("--arch", default="local_resnet18")
     t.add_argument("--multilabel", action="store_true", help="targets = the set of box classes")
@@ -138,8 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", required=True, nargs="+", help="image files or folders")
     e.add_argument("--methods", default="gradcam", help="comma-separated method names")
     e.add_argument("--layers", default=None)
-    e.add_argument("--classes-to-explain", default=None,
-                   help="comma-separated class names (default: predicted)")
+    e.add_argument(
+        "--classes-to-explain",
+        default=None,
+        help="comma-separated class names (default: predicted)",
+    )
     e.add_argument("--out", required=True)
     e.set_defaults(func=_explain)
 

@@ -8,7 +8,8 @@ device and cross to numpy once per call.
 The engine owns the lifecycle: hooks are removed in ``finally``, the caller's grad mode, train/eval
 mode and parameter ``requires_grad`` flags are restored, and one lock per model serialises use of a
 model shared between threads or browser sessions. pytorch-grad-cam stays available as the
-reference (``reference_cam``) and implements the methods we do not re-derive, inside the same guards.
+reference (``reference_cam``) and implements the methods we do not re-derive, inside the same
+guards.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Explanation:
     results: tuple[CamResult, ...]
 
     def get(self, image: int, cls: int | str, method: str) -> CamResult:
+        """The map of ``image`` for class ``cls`` (index or name) by ``method``."""
         index = self.classes.index(cls) if isinstance(cls, str) else cls
         for r in self.results:
             if r.image == image and r.class_index == index and r.method == method:
@@ -92,7 +94,7 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 
 def _normalise(cam: torch.Tensor) -> torch.Tensor:
-    """Per-map min-max to [0, 1] over the last two dims, exactly as pytorch-grad-cam's scale_cam_image."""
+    """Per-map min-max to [0, 1] over the last two dims, as pytorch-grad-cam's scale_cam_image."""
     cam = cam - cam.amin(dim=(-2, -1), keepdim=True)
     return cam / (1e-7 + cam.amax(dim=(-2, -1), keepdim=True))
 
@@ -134,10 +136,12 @@ class Explainer:
 
     @property
     def device(self) -> torch.device:
+        """Where the model's parameters live (maps are computed there)."""
         return next(self.model.parameters()).device
 
     @property
     def default_layer(self) -> str:
+        """The card's target layer, else the architecture's default."""
         return self.card.target_layer or get_arch(self.card.arch).target_layers[0]
 
     # ---------------------------------------------------------------- public API
@@ -219,7 +223,7 @@ class Explainer:
     # ------------------------------------------------------------- the lifecycle
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        """Eval mode for the call; the caller's mode, grad flags and .grad fields come back after."""
+        """Eval mode for the call; the caller's mode, grad flags and .grad come back after."""
         model = self.model
         was_training = model.training
         flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
@@ -547,7 +551,7 @@ class Explainer:
     def _lime(
         self, x: torch.Tensor, img_idx: torch.Tensor, cls_idx: torch.Tensor, num_samples: int = 256
     ) -> tuple[torch.Tensor, None]:
-        """LIME on the model input (SLIC superpixels, fixed seed); map = positive segment weights."""
+        """LIME on the model input (SLIC superpixels, fixed seed); map = positive weights."""
         from lime import lime_image  # imported lazily: heavy, and only this method needs it
         from skimage.segmentation import slic
 
@@ -672,7 +676,8 @@ def reference_cam(
 
     if len(classes) != input_tensor.shape[0]:
         raise ValueError(
-            f"one target per batch item: got {len(classes)} targets for {input_tensor.shape[0]} images"
+            f"one target per batch item: got {len(classes)} targets for "
+            f"{input_tensor.shape[0]} images"
         )
     spec = get_method(method)
     if spec.library_class is None:

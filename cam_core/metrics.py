@@ -446,9 +446,22 @@ class MaxBoxAccV2:
         if not boxes:
             self.skipped += 1
             return
-        best = self.best_ious(arr, boxes)
+        self.add_best_ious(self.best_ious(arr, boxes))
+
+    def add_best_ious(self, best: Sequence[float] | np.ndarray) -> None:
+        """Add one scored sample from its :meth:`best_ious` vector, shape (T,).
+
+        ``update(cam, boxes)`` equals ``add_best_ious(best_ious(cam, boxes))``; this lets a
+        resumable loop store the vector and rebuild the accumulator exactly.
+        """
+        vec = np.asarray(best, dtype=np.float64)
+        if vec.shape != self.thresholds.shape:
+            raise ValueError(
+                f"best IoUs must have shape {self.thresholds.shape} (one per threshold), "
+                f"got {vec.shape}"
+            )
         for k, delta in enumerate(self.deltas):
-            self._correct[k] += best >= delta
+            self._correct[k] += vec >= delta
         self.count += 1
 
     def compute(self) -> dict[str, float]:
@@ -497,10 +510,36 @@ class PxAP:
         if not boxes:
             self.skipped += 1
             return
+        self.add_histograms(*self.histograms(arr, boxes))
+
+    def histograms(self, cam: np.ndarray, boxes: Sequence[Box]) -> tuple[np.ndarray, np.ndarray]:
+        """(positive, negative) pixel counts per bin, int64 (bins,) each, for one sample.
+
+        ``update(cam, boxes)`` equals ``add_histograms(*histograms(cam, boxes))`` for a sample
+        with boxes; a resumable loop can store the two vectors and rebuild the accumulator.
+        """
+        arr = _check_map(cam)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"PxAP needs map values in [0, 1], got range [{lo:g}, {hi:g}]")
         mask = box_mask(boxes, arr.shape)
         idx = np.clip((arr.astype(np.float64) * self.bins).astype(np.int64), 0, self.bins - 1)
-        self._pos += np.bincount(idx[mask], minlength=self.bins)
-        self._neg += np.bincount(idx[~mask], minlength=self.bins)
+        pos = np.bincount(idx[mask], minlength=self.bins).astype(np.int64)
+        neg = np.bincount(idx[~mask], minlength=self.bins).astype(np.int64)
+        return pos, neg
+
+    def add_histograms(
+        self, pos: Sequence[int] | np.ndarray, neg: Sequence[int] | np.ndarray
+    ) -> None:
+        """Add one scored sample from its :meth:`histograms` (positive, negative) counts."""
+        p, n = np.asarray(pos), np.asarray(neg)
+        for name, h in (("positive", p), ("negative", n)):
+            if h.shape != (self.bins,):
+                raise ValueError(f"{name} histogram must have shape ({self.bins},), got {h.shape}")
+            if h.size and (not np.issubdtype(h.dtype, np.integer) or int(h.min()) < 0):
+                raise ValueError(f"{name} histogram must hold non-negative integer counts")
+        self._pos += p.astype(np.int64)
+        self._neg += n.astype(np.int64)
         self.count += 1
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -31,7 +31,8 @@ TrainProgress = Callable[[dict[str, object]], None]
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``mosaic`` is the fraction of each batch made of 2×2 mosaics;
-    ``limit_per_class`` trims the training split (quick runs and tests)."""
+    ``limit_per_class`` trims the training split (quick runs and tests).
+    """
 
     data: str
     out: str
@@ -74,10 +75,12 @@ def _targets(item: _Item, classes: tuple[str, ...], multilabel: bool) -> np.ndar
     return y
 
 
-def augment(image: np.ndarray, boxes: tuple[Box, ...], rng: np.random.Generator
-            ) -> tuple[np.ndarray, tuple[Box, ...]]:
+def augment(
+    image: np.ndarray, boxes: tuple[Box, ...], rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[Box, ...]]:
     """Random horizontal/vertical flips and a reflect-padded shift of up to 12 % per axis; boxes
-    follow the pixels (and are clipped to the image)."""
+    follow the pixels (and are clipped to the image).
+    """
     h, w = image.shape
     out = image
     bx = list(boxes)
@@ -89,20 +92,32 @@ def augment(image: np.ndarray, boxes: tuple[Box, ...], rng: np.random.Generator
         bx = [Box(b.cls, b.x0, h - b.y1, b.x1, h - b.y0, b.truncated, b.difficult) for b in bx]
     dx, dy = (int(v) for v in rng.integers(-int(0.12 * w), int(0.12 * w) + 1, size=2))
     if dx or dy:
-        pad = cv2.copyMakeBorder(np.ascontiguousarray(out), abs(dy), abs(dy), abs(dx), abs(dx),
-                                 cv2.BORDER_REFLECT_101)
+        pad = cv2.copyMakeBorder(
+            np.ascontiguousarray(out), abs(dy), abs(dy), abs(dx), abs(dx), cv2.BORDER_REFLECT_101
+        )
         out = pad[abs(dy) - dy : abs(dy) - dy + h, abs(dx) - dx : abs(dx) - dx + w]
-        bx = [Box(b.cls, min(max(b.x0 + dx, 0), w), min(max(b.y0 + dy, 0), h),
-                  min(max(b.x1 + dx, 0), w), min(max(b.y1 + dy, 0), h), b.truncated, b.difficult)
-              for b in bx]
+        bx = [
+            Box(
+                b.cls,
+                min(max(b.x0 + dx, 0), w),
+                min(max(b.y0 + dy, 0), h),
+                min(max(b.x1 + dx, 0), w),
+                min(max(b.y1 + dy, 0), h),
+                b.truncated,
+                b.difficult,
+            )
+            for b in bx
+        ]
         bx = [b for b in bx if b.area > 0]
     return np.ascontiguousarray(out), tuple(bx)
 
 
-def mosaic(parts: Sequence[tuple[np.ndarray, tuple[Box, ...]]], size: int = 200
-           ) -> tuple[np.ndarray, tuple[Box, ...]]:
+def mosaic(
+    parts: Sequence[tuple[np.ndarray, tuple[Box, ...]]], size: int = 200
+) -> tuple[np.ndarray, tuple[Box, ...]]:
     """2×2 mosaic of four (image, boxes): part k goes to quadrant (row k // 2, col k % 2), each
-    resized to size/2; boxes are scaled and shifted with it."""
+    resized to size/2; boxes are scaled and shifted with it.
+    """
     half = size // 2
     canvas = np.zeros((size, size), np.uint8)
     out: list[Box] = []
@@ -113,8 +128,18 @@ def mosaic(parts: Sequence[tuple[np.ndarray, tuple[Box, ...]]], size: int = 200
             img, (half, half), interpolation=cv2.INTER_AREA
         )
         sx, sy = half / w, half / h
-        out += [Box(b.cls, b.x0 * sx + c * half, b.y0 * sy + r * half, b.x1 * sx + c * half,
-                    b.y1 * sy + r * half, b.truncated, b.difficult) for b in boxes]
+        out += [
+            Box(
+                b.cls,
+                b.x0 * sx + c * half,
+                b.y0 * sy + r * half,
+                b.x1 * sx + c * half,
+                b.y1 * sy + r * half,
+                b.truncated,
+                b.difficult,
+            )
+            for b in boxes
+        ]
     return canvas, tuple(out)
 
 
@@ -137,10 +162,12 @@ def _mosaic_item(items: Sequence[_Item], rng: np.random.Generator) -> _Item:
     return _Item(img, boxes, None)
 
 
-def evaluate_classifier(model: nn.Module, card: ModelCard, items: Sequence[_Item],
-                        batch_size: int = 64) -> dict[str, object]:
+def evaluate_classifier(
+    model: nn.Module, card: ModelCard, items: Sequence[_Item], batch_size: int = 64
+) -> dict[str, object]:
     """Validation figures: accuracy (single-label: argmax; multi-label: exact set match at 0.5),
-    per-class precision/recall/F1 and (single-label) the confusion matrix, rows = truth."""
+    per-class precision/recall/F1 and (single-label) the confusion matrix, rows = truth.
+    """
     classes = card.classes
     device = next(model.parameters()).device
     model.eval()
@@ -149,7 +176,9 @@ def evaluate_classifier(model: nn.Module, card: ModelCard, items: Sequence[_Item
         for s in range(0, len(items), batch_size):
             x = preprocess([it.image for it in items[s : s + batch_size]], card).to(device)
             logits = model(x)
-            probs.append((torch.sigmoid(logits) if card.multilabel else torch.softmax(logits, 1)).cpu())
+            probs.append(
+                (torch.sigmoid(logits) if card.multilabel else torch.softmax(logits, 1)).cpu()
+            )
     p = torch.cat(probs).numpy()
     y = np.stack([_targets(it, classes, card.multilabel) for it in items])
     pred = (p >= 0.5) if card.multilabel else np.eye(len(classes), dtype=bool)[p.argmax(1)]
@@ -161,9 +190,12 @@ def evaluate_classifier(model: nn.Module, card: ModelCard, items: Sequence[_Item
         fn = int((~pred[:, k] & truth[:, k]).sum())
         prec = tp / (tp + fp) if tp + fp else 0.0
         rec = tp / (tp + fn) if tp + fn else 0.0
-        per_class[c] = {"precision": round(prec, 4), "recall": round(rec, 4),
-                        "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
-                        "support": int(truth[:, k].sum())}
+        per_class[c] = {
+            "precision": round(prec, 4),
+            "recall": round(rec, 4),
+            "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+            "support": int(truth[:, k].sum()),
+        }
     out: dict[str, object] = {
         "n": len(items),
         "accuracy": round(float((pred == truth).all(1).mean()), 4),
@@ -208,12 +240,20 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
         raise ValueError(f"{cfg.data!r}: no class labels found (file names or folders)")
     card = ModelCard(
         name=cfg.name or f"{cfg.arch}-{'multilabel' if cfg.multilabel else 'single'}",
-        arch=cfg.arch, classes=classes, multilabel=cfg.multilabel,
-        input_size=cfg.input_size or spec.input_size, mean=spec.mean, std=spec.std,
+        arch=cfg.arch,
+        classes=classes,
+        multilabel=cfg.multilabel,
+        input_size=cfg.input_size or spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
         synthetic=all("_synth_" in s.stem for s in ds.samples),
-        training={**{k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "command")},
-                  "command": cfg.command, "split": "cam_core.data.split_samples 70/15/15 by stem hash",
-                  "n_train": len(train_s), "n_val": len(val_s)},
+        training={
+            **{k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "command")},
+            "command": cfg.command,
+            "split": "cam_core.data.split_samples 70/15/15 by stem hash",
+            "n_train": len(train_s),
+            "n_val": len(val_s),
+        },
     )
     train_items, val_items = _load_items(train_s), _load_items(val_s)
     device = torch.device(cfg.device)
@@ -221,8 +261,9 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1),
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15
+    )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
@@ -233,11 +274,16 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        start_epoch, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
+        start_epoch, best, best_epoch = (
+            int(state["epoch"]) + 1,
+            float(state["best"]),
+            int(state["best_epoch"]),
+        )
         rng = np.random.default_rng(cfg.seed + start_epoch)
         torch.manual_seed(cfg.seed + start_epoch)
-    loss_fn: nn.Module = nn.BCEWithLogitsLoss() if cfg.multilabel else nn.CrossEntropyLoss(
-        label_smoothing=0.05)
+    loss_fn: nn.Module = (
+        nn.BCEWithLogitsLoss() if cfg.multilabel else nn.CrossEntropyLoss(label_smoothing=0.05)
+    )
     step = start_epoch * steps_per_epoch
     ckpt = out / "model.pt"
     for epoch in range(start_epoch, cfg.epochs):
@@ -254,8 +300,11 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
                 img, boxes = augment(it.image, it.boxes, rng)
                 batch.append(_Item(img, boxes, it.label))
             x = preprocess([it.image for it in batch], card).to(device)
-            y = torch.from_numpy(np.stack([_targets(it, classes, cfg.multilabel or it.label is None)
-                                           for it in batch])).to(device)
+            y = torch.from_numpy(
+                np.stack(
+                    [_targets(it, classes, cfg.multilabel or it.label is None) for it in batch]
+                )
+            ).to(device)
             logits = model(x)
             if cfg.multilabel:
                 loss = loss_fn(logits, y)
@@ -268,33 +317,69 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
             step += 1
             running += float(loss.detach())
             if progress:
-                progress({"kind": "step", "epoch": epoch, "step": step, "total": total,
-                          "loss": float(loss.detach())})
+                progress(
+                    {
+                        "kind": "step",
+                        "epoch": epoch,
+                        "step": step,
+                        "total": total,
+                        "loss": float(loss.detach()),
+                    }
+                )
             if cfg.max_steps and step >= cfg.max_steps:
                 break
         metrics = evaluate_classifier(model, card, val_items)
         score = float(metrics["macro_f1"])
-        history.append({"epoch": epoch, "loss": round(running / max(b + 1, 1), 4),
-                        "val_accuracy": metrics["accuracy"], "val_macro_f1": score})
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": round(running / max(b + 1, 1), 4),
+                "val_accuracy": metrics["accuracy"],
+                "val_macro_f1": score,
+            }
+        )
         if score > best:
             best, best_epoch = score, epoch
             save_model(model, card, ckpt)
             best_metrics = metrics
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch, "best": best, "best_epoch": best_epoch}, last)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch,
+                "best": best,
+                "best_epoch": best_epoch,
+            },
+            last,
+        )
         if progress:
-            progress({"kind": "epoch", **history[-1], "best_epoch": best_epoch, "total": total,
-                      "step": step})
+            progress(
+                {
+                    "kind": "epoch",
+                    **history[-1],
+                    "best_epoch": best_epoch,
+                    "total": total,
+                    "step": step,
+                }
+            )
         if (cfg.max_steps and step >= cfg.max_steps) or epoch - best_epoch >= cfg.patience:
             break
     from cam_core.models import load_model
 
     final = load_model(ckpt, device=str(device))
     metrics = best_metrics or evaluate_classifier(final.model, card, val_items)
-    card = ModelCard(**{**asdict(card), "metrics": {"val": metrics, "best_epoch": best_epoch,
-                                                     "history": history},
-                        "training": {**card.training, "wall_time_s": round(time.time() - t0, 1),
-                                     "device": str(device)}})
+    card = ModelCard(
+        **{
+            **asdict(card),
+            "metrics": {"val": metrics, "best_epoch": best_epoch, "history": history},
+            "training": {
+                **card.training,
+                "wall_time_s": round(time.time() - t0, 1),
+                "device": str(device),
+            },
+        }
+    )
     save_model(final.model, card, ckpt)
     last.unlink(missing_ok=True)
     if progress:

@@ -149,14 +149,14 @@ def test_shared_module_layer_is_refused(model, images):
 
 
 def test_unknown_method_and_layer_name_the_valid_ones(model, images):
-    with pytest.raises(KeyError, match="Unknown CAM method 'gradkam'.*'gradcam'"):
+    with pytest.raises(KeyError, match=r"Unknown CAM method 'gradkam'.*'gradcam'"):
         Explainer(model, _card()).explain(images[:1], ["gradkam"])
     with pytest.raises(KeyError, match="layer9"):
         Explainer(model, _card()).explain(images[:1], ["gradcam"], layers="layer9")
 
 
 def test_out_of_range_target_is_refused(model, images):
-    with pytest.raises(ValueError, match="target class 7 for image 0 is outside 0..3"):
+    with pytest.raises(ValueError, match=r"target class 7 for image 0 is outside 0\.\.3"):
         Explainer(model, _card()).explain(images[:1], ["gradcam"], targets=[[7]])
 
 

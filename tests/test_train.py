@@ -17,15 +17,25 @@ from cam_core.train import TrainConfig, _Item, _targets, augment, mosaic, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NEU = find_neu_det()
-needs_neu = pytest.mark.skipif(NEU is None, reason="NEU-DET not found (set NEU_DET_DIR or ../shared/NEU-DET)")
+needs_neu = pytest.mark.skipif(
+    NEU is None, reason="NEU-DET not found (set NEU_DET_DIR or ../shared/NEU-DET)"
+)
 
 
 def test_short_cpu_training_writes_a_loadable_checkpoint_and_card(tmp_path):
     data = write_voc_folder(tmp_path / "data", n_per_class=6, seed=3)
     events = []
     ckpt = train(
-        TrainConfig(data=str(data), out=str(tmp_path / "run"), input_size=64, epochs=2,
-                    batch_size=8, max_steps=3, device="cpu", command="python -m cam_core train …"),
+        TrainConfig(
+            data=str(data),
+            out=str(tmp_path / "run"),
+            input_size=64,
+            epochs=2,
+            batch_size=8,
+            max_steps=3,
+            device="cpu",
+            command="python -m cam_core train …",
+        ),
         progress=events.append,
     )
     loaded = load_model(ckpt)
@@ -42,8 +52,15 @@ def test_short_cpu_training_writes_a_loadable_checkpoint_and_card(tmp_path):
 
 def test_training_resumes_from_last_checkpoint(tmp_path):
     data = write_voc_folder(tmp_path / "data", n_per_class=6, seed=5)
-    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), input_size=64, epochs=2,
-                      batch_size=8, device="cpu", patience=10)
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        input_size=64,
+        epochs=2,
+        batch_size=8,
+        device="cpu",
+        patience=10,
+    )
     seen = []
 
     def stop_after_first_epoch(ev):
@@ -68,8 +85,11 @@ def test_empty_validation_split_is_a_clear_error(tmp_path):
 
 def test_multilabel_targets_follow_the_boxes():
     classes = NEU_CLASSES
-    item = _Item(np.zeros((8, 8), np.uint8),
-                 (Box("crazing", 0, 0, 4, 4), Box("patches", 4, 4, 8, 8)), "crazing")
+    item = _Item(
+        np.zeros((8, 8), np.uint8),
+        (Box("crazing", 0, 0, 4, 4), Box("patches", 4, 4, 8, 8)),
+        "crazing",
+    )
     assert _targets(item, classes, multilabel=True).tolist() == [1, 0, 1, 0, 0, 0]
     assert _targets(item, classes, multilabel=False).tolist() == [1, 0, 0, 0, 0, 0]
 
@@ -128,8 +148,10 @@ def test_demo_model_points_into_planted_defects():
     images = [img for _, img, _ in samples]
     targets = [[NEU_CLASSES.index(stem.split("_synth_")[0])] for stem, _, _ in samples]
     exp = Explainer(loaded.model, card).explain(images, [method], targets=targets, layers=layers)
-    hits = [pointing_game(exp.get(i, t[0], method).cam, boxes)
-            for i, ((_, _, boxes), t) in enumerate(zip(samples, targets, strict=True))]
+    hits = [
+        pointing_game(exp.get(i, t[0], method).cam, boxes)
+        for i, ((_, _, boxes), t) in enumerate(zip(samples, targets, strict=True))
+    ]
     assert np.mean(hits) >= 0.9, f"pointing {np.mean(hits):.2f} on fresh synthetic images"
 
 
@@ -144,6 +166,10 @@ def test_bundled_neu_model_reaches_its_stated_accuracy(name):
     from cam_core.data import read_image
 
     probs = Explainer(loaded.model, loaded.card).predict([read_image(s.path) for s in val])
-    acc = float(np.mean([loaded.card.classes[p.argmax()] == s.label for p, s in zip(probs, val, strict=True)]))
+    acc = float(
+        np.mean(
+            [loaded.card.classes[p.argmax()] == s.label for p, s in zip(probs, val, strict=True)]
+        )
+    )
     assert acc == pytest.approx(stated, abs=0.005)
     assert acc >= 0.98

@@ -1,0 +1,447 @@
+"""The dataset loop: rows, baselines, resume, bad samples, target rules, auto-configuration, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from cam_core import metrics as M
+from cam_core.__main__ import main
+from cam_core.data import NEU_CLASSES, Box, Sample, load_dataset
+from cam_core.evaluate import BASELINES, EvalConfig, auto_configure, evaluate
+from cam_core.explain import Explainer
+from cam_core.models import ModelCard, build_model, load_model, save_model
+from cam_core.synth import write_voc_folder
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny convolutions on a busy 2-core machine: one thread is ~50x faster than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory) -> Path:
+    """3 synthetic 64 x 64 images per NEU class (split: 2 train + 1 val per class)."""
+    return write_voc_folder(tmp_path_factory.mktemp("voc"), 3, seed=0, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = build_model("local_resnet18", len(NEU_CLASSES))
+    card = ModelCard(
+        name="tiny",
+        arch="local_resnet18",
+        classes=NEU_CLASSES,
+        multilabel=False,
+        input_size=SIZE,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+    return save_model(model, card, tmp_path_factory.mktemp("model") / "model.pt")
+
+
+class SpyExplainer(Explainer):
+    """Counts the images each explain() call maps."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.explained: list[str] = []
+
+    def explain(self, images, methods, **kwargs):
+        self.explained += [f"{len(images)}x{'/'.join(methods)}"] * len(images)
+        return super().explain(images, methods, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def loaded(checkpoint):
+    return load_model(checkpoint)
+
+
+def _spy(loaded) -> SpyExplainer:
+    return SpyExplainer(loaded.model, loaded.card)
+
+
+def _cfg(voc, checkpoint, **kw) -> EvalConfig:
+    base = dict(data=str(voc), checkpoint=str(checkpoint), split=None, methods=("gradcam",))
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def test_cli_writes_summary_report_and_card(voc, checkpoint, tmp_path, capsys):
+    ckpt = tmp_path / "m" / "model.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(checkpoint, ckpt)
+    shutil.copy(checkpoint.with_suffix(".json"), ckpt.with_suffix(".json"))
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--data", str(voc), "--split", "val", "--checkpoint", str(ckpt)]
+    argv += ["--methods", "gradcam,gradcam++", "--layers", "layer3,layer2+layer3"]
+    argv += ["--out", str(out), "--auto-configure"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "summary.csv")
+    pairs = set(zip(table["method"], table["layer"], strict=True))
+    for m in ("gradcam", "gradcam++"):
+        assert {(m, "layer3"), (m, "layer2+layer3")} <= pairs
+    assert {(b, "-") for b in BASELINES} <= pairs
+    assert table.loc[table["method"].isin(list(BASELINES)), "baseline"].all()
+    assert not table.loc[~table["method"].isin(list(BASELINES)), "baseline"].any()
+    # one val image per class: 6 scored pairs in every (method, layer) "all" row
+    assert (table.loc[table["class"] == "all", "n_rows"] == 6).all()
+    for b in BASELINES:
+        assert b in printed
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == 6 * (2 * 2 + 3)
+    report = (out / "report.html").read_text()
+    assert "baseline:gaussian" in report and "<table>" in report
+    assert report.count('class="plotly-graph-div"') == 2
+    assert "cdn.plot.ly/plotly" not in report and 'src="http' not in report
+    assert len(report) > 1_000_000, "plotly.js must be inlined (no network at view time)"
+    rec = json.loads(ckpt.with_suffix(".json").read_text())["recommended"]
+    assert rec["method"] in ("gradcam", "gradcam++")
+    assert rec["layer"] in ("layer3", "layer2+layer3")
+    assert rec["threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
+    assert rec["calibration"]["split"] == "val" and rec["calibration"]["n"] == 6
+    assert load_model(ckpt).card.recommended == rec
+
+
+def test_cli_reports_bad_checkpoint(voc, tmp_path, capsys):
+    bad = tmp_path / "nope.pt"
+    assert main(["evaluate", "--data", str(voc), "--checkpoint", str(bad)]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_resume_after_stop_skips_finished_rows_and_matches_full_run(
+    voc, checkpoint, loaded, tmp_path
+):
+    kw = dict(methods=("gradcam", "gradcam++"), limit=10, batch_size=4)
+    full = evaluate(_cfg(voc, checkpoint, **kw), explainer=_spy(loaded))
+    assert full.complete and full.n_done == 10
+    labels = [r["label"] for r in full.rows if r["method"] == "gradcam"]
+    assert set(labels) == set(NEU_CLASSES), "a limit takes the classes in turn"
+
+    out = tmp_path / "run"
+    cfg = _cfg(voc, checkpoint, out=str(out), **kw)
+    seen: list[int] = []
+    first = _spy(loaded)
+    partial = evaluate(
+        cfg,
+        explainer=first,
+        progress=lambda done, total, msg: seen.append(done),
+        should_stop=lambda: bool(seen),
+    )
+    assert not partial.complete and partial.n_done == 4 and seen == [4]
+    assert len(first.explained) == 4
+    assert len({r["stem"] for r in partial.rows}) == 4
+
+    second = _spy(loaded)
+    resumed = evaluate(cfg, explainer=second)
+    assert resumed.complete and resumed.n_done == 10
+    assert len(second.explained) == 6, "the 4 finished samples must not be recomputed"
+    assert resumed.rows == full.rows
+    pd.testing.assert_frame_equal(resumed.summary(), full.summary())
+    keys = [
+        (r["stem"], r["class"], r["method"], r["layer"])
+        for r in map(json.loads, (out / "rows.jsonl").read_text().splitlines())
+    ]
+    assert len(keys) == len(set(keys)) == len(full.rows)
+
+    third = _spy(loaded)
+    again = evaluate(cfg, explainer=third)
+    assert third.explained == [] and again.rows == full.rows
+
+
+def test_resume_after_exception_and_truncated_line(voc, checkpoint, loaded, tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg(voc, checkpoint, out=str(out), limit=6, batch_size=3)
+
+    def boom(done, total, msg):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg, explainer=_spy(loaded), progress=boom)
+    rows_file = out / "rows.jsonl"
+    lines = rows_file.read_text().splitlines()
+    assert len(lines) == 3 * (1 + 3)
+    # a write cut short: the last line is half there, so its sample is computed again
+    rows_file.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
+    spy = _spy(loaded)
+    result = evaluate(cfg, explainer=spy)
+    assert len(spy.explained) == 3 + 1
+    full = evaluate(_cfg(voc, checkpoint, limit=6, batch_size=3), explainer=_spy(loaded))
+    # the recomputed sample shares a batch with other images than before: float rounding only
+    pd.testing.assert_frame_equal(result.summary(), full.summary(), rtol=1e-4)
+    assert len(rows_file.read_text().splitlines()) == 6 * 4
+
+
+def test_resume_refuses_other_configuration(voc, checkpoint, loaded, tmp_path):
+    out = str(tmp_path / "run")
+    evaluate(_cfg(voc, checkpoint, out=out, limit=2), explainer=_spy(loaded))
+    with pytest.raises(ValueError, match=r"another configuration \(tau differ\)"):
+        evaluate(_cfg(voc, checkpoint, out=out, limit=2, tau=0.3), explainer=_spy(loaded))
+    # limit and batch size do not change rows: allowed
+    evaluate(_cfg(voc, checkpoint, out=out, limit=3, batch_size=1), explainer=_spy(loaded))
+
+
+# --------------------------------------------------------------------------- bad data
+
+
+def test_corrupt_image_becomes_error_row_and_the_rest_is_evaluated(
+    voc, checkpoint, loaded, tmp_path
+):
+    data = shutil.copytree(voc, tmp_path / "voc")
+    (data / "IMAGES" / "inclusion_synth_0001.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "run"
+    result = evaluate(_cfg(data, checkpoint, out=str(out)), explainer=_spy(loaded))
+    bad = [r for r in result.rows if r["stem"] == "inclusion_synth_0001"]
+    assert len(bad) == 1 and bad[0]["error"].startswith("unreadable image: ")
+    assert bad[0]["pointing"] is None
+    assert [s for s, _ in result.errors] == ["inclusion_synth_0001"]
+    good = [r for r in result.rows if r["stem"] != "inclusion_synth_0001"]
+    assert len({r["stem"] for r in good}) == 17 and all(r["error"] is None for r in good)
+    table = result.summary()
+    assert (table.loc[table["class"] == "all", "n_rows"] == 17).all()
+    # an error is not a finished sample: a rerun tries it again (here it fails again)
+    spy = _spy(loaded)
+    rerun = evaluate(_cfg(data, checkpoint, out=str(out)), explainer=spy)
+    assert spy.explained == [] and rerun.errors == result.errors
+
+
+def test_map_failure_costs_only_its_rows(voc, checkpoint, loaded):
+    class FailsOnOne(SpyExplainer):
+        def explain(self, images, methods, **kwargs):
+            if "gradcam++" in methods:
+                from cam_core.explain import CamError
+
+                raise CamError("Grad-CAM++ map is not finite")
+            return super().explain(images, methods, **kwargs)
+
+    ex = FailsOnOne(loaded.model, loaded.card)
+    result = evaluate(
+        _cfg(voc, checkpoint, methods=("gradcam", "gradcam++"), limit=2), explainer=ex
+    )
+    by_method = {m: [r for r in result.rows if r["method"] == m] for m in ("gradcam", "gradcam++")}
+    assert all(r["error"] is None and r["pointing"] is not None for r in by_method["gradcam"])
+    assert all("not finite" in r["error"] for r in by_method["gradcam++"])
+    assert len(by_method["gradcam++"]) == 2
+
+
+# ------------------------------------------------------------------------ target rules
+
+
+def test_target_rules_score_each_class_against_its_own_boxes(voc, checkpoint, loaded):
+    path = voc / "IMAGES" / "crazing_synth_0000.png"
+    boxes = (
+        Box("crazing", 0, 0, 16, 16),
+        Box("patches", 32, 32, 64, 56),
+        Box("patches", 0, 40, 8, 48),
+        Box("not-a-class", 1, 1, 5, 5),
+    )
+    sample = Sample(path, "crazing_synth_0000", "crazing", boxes, (SIZE, SIZE))
+    ex = _spy(loaded)
+
+    rows = evaluate(
+        _cfg(voc, checkpoint, target_rule="box-classes"), explainer=ex, samples=[sample]
+    ).rows
+    assert sorted({r["class"] for r in rows}) == ["crazing", "not-a-class", "patches"]
+    foreign = [r for r in rows if r["class"] == "not-a-class"]
+    assert len(foreign) == 1 and "not one of the model's classes" in foreign[0]["error"]
+    uniform = {r["class"]: r for r in rows if r["method"] == "baseline:uniform"}
+    assert uniform["crazing"]["n_boxes"] == 1 and uniform["patches"]["n_boxes"] == 2
+    assert uniform["crazing"]["energy"] == pytest.approx(16 * 16 / SIZE**2)
+    assert uniform["patches"]["energy"] == pytest.approx((32 * 24 + 8 * 8) / SIZE**2)
+    grad = {r["class"]: r for r in rows if r["method"] == "gradcam"}
+    assert set(grad) == {"crazing", "patches"}
+    assert grad["crazing"]["score"] != grad["patches"]["score"]
+
+    file_rows = evaluate(_cfg(voc, checkpoint), explainer=ex, samples=[sample]).rows
+    assert {r["class"] for r in file_rows} == {"crazing"}
+    assert len(file_rows) == 1 + len(BASELINES)
+
+    probs = ex.predict([cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)])[0]
+    top = NEU_CLASSES[int(probs.argmax())]
+    pred_rows = evaluate(
+        _cfg(voc, checkpoint, target_rule="predicted"), explainer=ex, samples=[sample]
+    ).rows
+    assert {r["class"] for r in pred_rows} == {top}
+    assert all(r["correct"] == (top == "crazing") for r in pred_rows)
+    expected_boxes = sum(b.cls == top for b in boxes)
+    assert all(r["n_boxes"] == expected_boxes for r in pred_rows)
+
+
+def test_row_without_boxes_is_kept_but_not_scored(voc, checkpoint, loaded):
+    path = voc / "IMAGES" / "crazing_synth_0000.png"
+    sample = Sample(path, "x_1", "patches", (Box("crazing", 0, 0, 8, 8),), (SIZE, SIZE))
+    result = evaluate(_cfg(voc, checkpoint), explainer=_spy(loaded), samples=[sample])
+    assert len(result.rows) == 1 + len(BASELINES)
+    assert all(r["pointing"] is None and r["error"] is None for r in result.rows)
+    table = result.summary()
+    assert (table["n"] == 0).all() and table["pointing"].isna().all()
+    assert table["maxboxacc_v2"].isna().all()
+
+
+# --------------------------------------------------------------------- auto-configure
+
+
+class Planted(nn.Module):
+    """Two 1-channel layers feeding the logits: ``good`` is the image, ``bad`` its negative."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.good = nn.Conv2d(3, 1, 1, bias=False)
+        self.bad = nn.Conv2d(3, 1, 1)
+        self.head = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.good.weight.fill_(1 / 3)
+            self.bad.weight.fill_(-1 / 3)
+            self.bad.bias.fill_(1.0)
+            self.head.weight.fill_(1.0)
+            self.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, b = self.good(x), self.bad(x)
+        return self.head(torch.cat([g.mean((2, 3)), b.mean((2, 3))], dim=1))
+
+
+def _planted_samples(folder: Path) -> list[Sample]:
+    """Dark images with a bright box inside a dimmer halo: Grad-CAM on ``good`` is the image,
+    so thresholds below the halo's level (0.45) box the halo, 0.5 and above the box exactly."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(4):
+        x0, y0 = (int(v) for v in rng.integers(8, 36, size=2))
+        w, h = (int(v) for v in rng.integers(12, 20, size=2))
+        img = np.zeros((SIZE, SIZE), np.uint8)
+        img[max(y0 - 6, 0) : y0 + h + 6, max(x0 - 6, 0) : x0 + w + 6] = 115
+        img[y0 : y0 + h, x0 : x0 + w] = 255
+        path = folder / f"p_{i}.png"
+        cv2.imwrite(str(path), img)
+        out.append(Sample(path, f"p_{i}", "a", (Box("a", x0, y0, x0 + w, y0 + h),), (SIZE, SIZE)))
+    return out
+
+
+def test_auto_configure_picks_the_planted_layer_and_threshold(tmp_path):
+    card = ModelCard(
+        name="planted",
+        arch="planted",
+        classes=("a", "b"),
+        multilabel=False,
+        input_size=SIZE,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        target_layer="bad",
+    )
+    ex = Explainer(Planted().eval(), card)
+    rec = auto_configure(ex, _planted_samples(tmp_path), ["gradcam"], ["bad", "good"])
+    assert (rec["method"], rec["layer"], rec["threshold"]) == ("gradcam", "good", 0.5)
+    assert rec["figures"]["pointing"] == 1.0 and rec["figures"]["energy"] > 0.4
+    assert rec["figures"]["box_iou@0.3"] < 0.9 and rec["figures"]["box_iou@0.5"] == 1.0
+    scores = {c["layer"]: c["score"] for c in rec["candidates"]}
+    assert scores["bad"] < 0.05 and scores["good"] > 0.7
+    assert rec["calibration"]["n"] == 4 and rec["calibration"]["split"] == "val"
+    assert set(rec["baselines"]) == set(BASELINES)
+    json.dumps(rec)  # fits a model card
+    with pytest.raises(ValueError, match="unknown metric 'accuracy'"):
+        auto_configure(ex, [], ["gradcam"], [None], metric="accuracy")
+
+
+# ------------------------------------------------------------------ config and report
+
+
+def test_config_rejects_bad_values(voc, checkpoint):
+    with pytest.raises(ValueError, match="unknown target_rule 'boxes'"):
+        _cfg(voc, checkpoint, target_rule="boxes")
+    with pytest.raises(KeyError, match="nosuchcam"):
+        _cfg(voc, checkpoint, methods=("nosuchcam",))
+    with pytest.raises(ValueError, match="'baseline:centre' is a baseline"):
+        _cfg(voc, checkpoint, methods=("baseline:centre",))
+    with pytest.raises(ValueError, match="tau must be a fraction"):
+        _cfg(voc, checkpoint, tau=2.0)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        _cfg(voc, checkpoint, split="dev")
+
+
+def test_unknown_layer_fails_before_any_work(voc, checkpoint, loaded):
+    spy = _spy(loaded)
+    with pytest.raises(KeyError, match="layer9"):
+        evaluate(_cfg(voc, checkpoint, layers=("layer3+layer9",)), explainer=spy)
+    assert spy.explained == []
+
+
+def test_report_embeds_examples_and_refuses_non_png(voc, checkpoint, loaded, tmp_path):
+    result = evaluate(_cfg(voc, checkpoint, limit=2), explainer=_spy(loaded))
+    _, png = cv2.imencode(".png", np.full((4, 4), 200, np.uint8))
+    path = result.to_html(tmp_path / "r.html", examples=[("crazing <0>", png.tobytes())])
+    text = path.read_text()
+    assert "data:image/png;base64," in text and "crazing &lt;0&gt;" in text
+    with pytest.raises(ValueError, match="example 0 \\('x'\\) is not PNG bytes"):
+        result.to_html(tmp_path / "bad.html", examples=[("x", b"GIF89a")])
+
+
+def test_partial_result_is_marked(voc, checkpoint, loaded, tmp_path):
+    result = evaluate(_cfg(voc, checkpoint), explainer=_spy(loaded), should_stop=lambda: True)
+    assert not result.complete and result.rows == [] and result.n_samples == 18
+    assert result.summary().empty
+    assert "Partial run: 0 of 18" in result.to_html(tmp_path / "r.html").read_text()
+
+
+# ----------------------------------------------------------- additive metric accumulators
+
+
+def test_accumulators_rebuild_exactly_from_stored_vectors():
+    rng = np.random.default_rng(1)
+    direct, rebuilt = M.MaxBoxAccV2(), M.MaxBoxAccV2()
+    px_direct, px_rebuilt = M.PxAP(100), M.PxAP(100)
+    for _ in range(5):
+        cam = rng.random((24, 24)).astype(np.float32)
+        boxes = (Box("a", *rng.integers(0, 10, 2), *rng.integers(12, 24, 2)),)
+        direct.update(cam, boxes)
+        px_direct.update(cam, boxes)
+        rebuilt.add_best_ious(json.loads(json.dumps(direct.best_ious(cam, boxes).tolist())))
+        pos, neg = px_direct.histograms(cam, boxes)
+        px_rebuilt.add_histograms(pos.tolist(), neg.tolist())
+    assert rebuilt.compute() == direct.compute()
+    assert px_rebuilt.compute() == px_direct.compute()
+    with pytest.raises(ValueError, match=r"shape \(100,\)"):
+        rebuilt.add_best_ious([0.5] * 3)
+    with pytest.raises(ValueError, match="negative histogram must have shape"):
+        px_rebuilt.add_histograms([0] * 100, [0] * 5)
+
+
+def test_real_split_loading_is_stem_sorted(voc, checkpoint, loaded):
+    cfg = _cfg(voc, checkpoint, split="val")
+    result = evaluate(cfg, explainer=_spy(loaded))
+    stems = [r["stem"] for r in result.rows if r["method"] == "gradcam"]
+    expected = sorted(s.stem for s in load_dataset(voc, split="val").samples)
+    assert stems == expected
+
+
+def test_evaluate_accepts_parsed_cli_arguments(voc, checkpoint):
+    from cam_core.__main__ import build_parser
+
+    argv = ["evaluate", "--data", str(voc), "--split", "all", "--checkpoint", str(checkpoint)]
+    argv += ["--methods", "gradcam", "--layers", "layer2", "--limit", "2", "--tau", "0.4"]
+    args = build_parser().parse_args(argv)
+    result = evaluate(args)
+    assert result.config.tau == 0.4 and result.layers == ("layer2",)
+    assert [r["layer"] for r in result.rows if r["method"] == "gradcam"] == ["layer2"] * 2
