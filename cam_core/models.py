@@ -243,7 +243,8 @@ class LocalEvidenceNet(nn.Module):
     def __init__(self, num_classes: int, depth: str = "resnet18", r: float = 4.0) -> None:
         super().__init__()
         base = getattr(tvm, depth)(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool
+        self.conv1, self.bn1 = base.conv1, base.bn1
+        self.relu, self.maxpool = base.relu, base.maxpool
         self.layer1, self.layer2, self.layer3 = base.layer1, base.layer2, base.layer3
         channels = self.layer3[-1].conv2.out_channels if depth in ("resnet18", "resnet34") else (
             self.layer3[-1].conv3.out_channels
@@ -566,7 +567,8 @@ def _expected_shapes(spec: ArchSpec, num_classes: int) -> dict[str, tuple[int, .
 
 def _head_classes(state: Mapping[str, torch.Tensor], spec: ArchSpec) -> int | None:
     weight = state.get(spec.head + ".weight")
-    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
+    # A Linear (K, C) or a 1x1 conv (K, C, 1, 1) head: K classes either way.
+    return int(weight.shape[0]) if weight is not None and weight.ndim >= 2 else None
 
 
 def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> list[str]:

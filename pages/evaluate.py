@@ -1,0 +1,174 @@
+"""Evaluate: localization figures of methods over a dataset split, beside model-free baselines."""
+
+import time
+
+import streamlit as st
+
+from cam_core import evaluate, render, session
+from cam_core.methods import METHODS, get_method
+from pages import _shared
+
+state = _shared.app_state()
+st.title("Evaluate")
+st.caption(
+    "Do the maps land on the defects across a whole split, and do they beat maps that know "
+    "nothing (centre point, centred Gaussian, uniform)?"
+)
+explainer = _shared.require_explainer(state)
+
+if state.dataset is not None:
+    samples, where = state.samples, f"{state.data_root} · split {state.split}"
+else:
+    samples, where = _shared.demo_samples(), "synthetic demo (3 images per class)"
+st.markdown(f"**Data:** {where} · {len(samples)} images · **model:** {state.model_ref.label}")
+
+
+def _open_in_explore(stem: str, cls: str, method: str) -> None:
+    """Callback of a worst-case row: show that image, class and method on Explore."""
+    by_stem = st.session_state["eval_samples"]
+    sample = by_stem[stem]
+    st.session_state["picked_sample"] = (sample, f"worst case: {stem}, {cls}, {method}")
+    _shared.set_pref("img_source", _shared.SOURCE_PICKED)
+    key = _shared.short_key(state.model_id, f"file:{sample.path}")
+    _shared.set_pref(f"classes_{key}", [cls])
+    if method not in st.session_state.get("methods", []):
+        st.session_state["methods"] = [*st.session_state.get("methods", []), method]
+    st.session_state["goto_explore"] = True
+
+
+if st.session_state.pop("goto_explore", False):
+    st.switch_page("pages/explore.py")
+
+with st.form("eval_form"):
+    c1, c2, c3 = st.columns(3)
+    methods = c1.multiselect(
+        "Methods",
+        list(METHODS),
+        default=[m for m in state.methods if not get_method(m).slow] or ["gradcam"],
+        format_func=lambda m: get_method(m).label + (" (slow)" if get_method(m).slow else ""),
+    )
+    layers_all = session.layer_options(explainer.card)
+    layers = c1.multiselect("Layers", layers_all, default=[state.layer or layers_all[0]])
+    rule = c2.selectbox(
+        "Target classes",
+        evaluate.TARGET_RULES,
+        help="file-class: the file's class against its boxes; box-classes: every class with "
+        "boxes, each against its own; predicted: the model's prediction against that class.",
+    )
+    limit = c2.number_input(
+        "Images (0 = all)", 0, max(len(samples), 1), min(60, len(samples)), step=10
+    )
+    tau = c3.slider("τ: map threshold for IoU (fraction of peak)", 0.1, 0.9, 0.5, 0.05)
+    budget = c3.number_input("Stop after (seconds)", 10, 3600, 300, step=30)
+    run = st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:")
+
+if run:
+    if not methods or not layers:
+        st.error("Pick at least one method and one layer.")
+        st.stop()
+    cfg = evaluate.EvalConfig(
+        data=str(state.data_root or "synthetic demo"),
+        checkpoint=state.model_ref.path,
+        split=None,
+        methods=tuple(methods),
+        layers=tuple(layers),
+        target_rule=rule,
+        tau=float(tau),
+        limit=int(limit) or None,
+        batch_size=8,
+    )
+    bar = st.progress(0.0, text="Starting…")
+    deadline = time.monotonic() + float(budget)
+
+    def _progress(done: int, total: int, message: str) -> None:
+        bar.progress(done / max(total, 1), text=message)
+
+    result = evaluate.evaluate(
+        cfg,
+        explainer=explainer,
+        samples=samples,
+        progress=_progress,
+        should_stop=lambda: time.monotonic() > deadline,
+    )
+    bar.empty()
+    st.session_state["eval_result"] = result
+    st.session_state["eval_samples"] = {s.stem: s for s in samples}
+    st.session_state["eval_where"] = where
+
+result = st.session_state.get("eval_result")
+if result is None:
+    st.info("Choose methods and press **Run evaluation**. Tip: start with 60 images.")
+    st.stop()
+
+summary = result.summary()
+st.subheader("Results")
+if not result.complete:
+    st.warning(f"Partial run (time budget): {result.n_done} of {result.n_samples} images.")
+st.caption(
+    f"{st.session_state.get('eval_where', '')} · {result.n_done} images · target rule "
+    f"`{result.config.target_rule}` · τ = {result.config.tau} · every metric is a fraction, "
+    "higher is better; baselines are model-free maps scored on the same (image, class) pairs."
+)
+metrics = [m for m in render.METRIC_LABELS if m in summary.columns]
+metric = st.segmented_control(
+    "Metric", metrics, default="pointing", format_func=render.METRIC_LABELS.get, key="eval_metric"
+)
+metric = metric or "pointing"
+table = render.comparison_table(summary, metric)
+st.markdown(f"**{render.METRIC_LABELS[metric]}** per class — baselines in the right-hand columns")
+st.dataframe(render.styled_comparison(table), width="stretch")
+st.caption("Green: beats every baseline for that class. Grey italic: baselines.")
+st.plotly_chart(render.metric_bars(summary, metric), key="eval_bars")
+
+with st.expander("Full summary (every metric, counts)"):
+    st.dataframe(summary, hide_index=True, width="stretch")
+
+st.subheader("Worst cases")
+st.caption("Lowest figures first. Select a row, then open it on the Explore page.")
+worst = session.worst_cases(result.rows_frame(), metric, n=12)
+picked = st.dataframe(
+    worst,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="worst_table",
+)
+rows = picked.selection.rows if picked is not None else []
+if rows:
+    rec = worst.iloc[rows[0]]
+    st.button(
+        f"Open {rec['stem']} · {rec['class']} · {rec['method']} in Explore",
+        on_click=_open_in_explore,
+        args=(str(rec["stem"]), str(rec["class"]), str(rec["method"])),
+        icon=":material/open_in_new:",
+        type="primary",
+    )
+for stem, message in result.errors[:20]:
+    st.error(f"{stem}: {message}")
+
+d1, d2, d3 = st.columns(3)
+d1.download_button(
+    "Summary CSV",
+    summary.to_csv(index=False),
+    "cam_summary.csv",
+    "text/csv",
+    on_click="ignore",
+    icon=":material/download:",
+)
+d2.download_button(
+    "Rows CSV",
+    result.rows_frame().to_csv(index=False),
+    "cam_rows.csv",
+    "text/csv",
+    on_click="ignore",
+    icon=":material/download:",
+)
+d3.download_button(
+    "HTML report",
+    evaluate.build_report(result),
+    "cam_report.html",
+    "text/html",
+    on_click="ignore",
+    icon=":material/download:",
+)

@@ -1,0 +1,208 @@
+"""Models: the model card in use, bundled models, your own checkpoint, a quick training run."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from cam_core import render, session
+from cam_core.data import NEU_CLASSES
+from cam_core.models import ARCHS, CheckpointError, ModelCard
+from cam_core.train import TrainConfig, train
+from pages import _shared
+
+state = _shared.app_state()
+st.title("Models")
+st.caption("What the model is, how it was trained, and how well it classifies, before its maps.")
+
+
+def card_view(card: ModelCard, ref: session.ModelRef) -> None:
+    """Everything the model card says, laid out for reading."""
+    synthetic = card.synthetic or ref.synthetic
+    st.subheader(card.name)
+    badges = [
+        f":blue-badge[{card.arch}]",
+        f":gray-badge[{'multi-label' if card.multilabel else 'single-label'}]",
+        f":gray-badge[{card.input_size}×{card.input_size} px input]",
+    ]
+    if synthetic:
+        badges.append(":orange-badge[synthetic demo: trained on generated images]")
+    st.markdown(" ".join(badges))
+    st.caption(f"Checkpoint: `{ref.path}`")
+    val = card.metrics.get("val", {}) if isinstance(card.metrics, dict) else {}
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Classes", len(card.classes))
+    c2.metric("Val accuracy", f"{val['accuracy']:.3f}" if "accuracy" in val else "–")
+    c3.metric("Val macro-F1", f"{val['macro_f1']:.3f}" if "macro_f1" in val else "–")
+    c4.metric("Default CAM layer", card.target_layer or session.layer_options(card)[0])
+    st.markdown("**Classes (output order):** " + ", ".join(f"`{c}`" for c in card.classes))
+    st.markdown(
+        f"**Preprocessing:** gray → 3 channels, resize to {card.input_size} px, "
+        f"mean {card.mean}, std {card.std}"
+    )
+    command = card.training.get("command") if isinstance(card.training, dict) else None
+    if command:
+        st.markdown("**Training command**")
+        st.code(command, language="bash", wrap_lines=True)
+    left, right = st.columns(2)
+    if "per_class" in val:
+        left.markdown(f"**Validation per class** ({val.get('n', '?')} images)")
+        left.dataframe(pd.DataFrame(val["per_class"]).T, width="stretch")
+    if "confusion" in val:
+        right.plotly_chart(
+            render.confusion_figure(card.classes, val["confusion"]),
+            config={"displayModeBar": False},
+            key="confusion",
+        )
+    history = card.metrics.get("history") if isinstance(card.metrics, dict) else None
+    if history:
+        st.markdown("**Training history**")
+        frame = pd.DataFrame(history).set_index("epoch")
+        st.line_chart(frame[[c for c in ("val_accuracy", "val_macro_f1") if c in frame]])
+    st.markdown("**Recommended CAM configuration**")
+    if card.recommended:
+        st.json(card.recommended, expanded=True)
+    else:
+        st.caption(
+            "None recorded (run `python -m cam_core evaluate --auto-configure` on a "
+            "validation split to add one)."
+        )
+    if card.notes:
+        st.info(card.notes)
+    with st.expander("Training settings and raw card"):
+        st.json(json.loads(card.to_json()), expanded=False)
+
+
+if state.card is not None and state.model_ref is not None:
+    card_view(state.card, state.model_ref)
+elif state.model_error:
+    st.error(state.model_error)
+
+st.divider()
+st.subheader("Bundled models")
+bundled = session.bundled_models(_shared.MODELS_DIR)
+if bundled:
+    st.dataframe(
+        [
+            {"model": r.label, "checkpoint": str(Path(r.path).relative_to(_shared.ROOT))}
+            for r in bundled
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption("Switch models in the sidebar.")
+else:
+    st.caption(f"No bundled model in {_shared.MODELS_DIR}.")
+
+
+def _register(ref: session.ModelRef) -> None:
+    uploaded = [r for r in st.session_state.get("uploaded_models", []) if r.label != ref.label]
+    st.session_state["uploaded_models"] = [*uploaded, ref]
+    st.session_state["pending_model_choice"] = ref.label
+
+
+st.subheader("Use your own checkpoint")
+with st.form("upload_model"):
+    ckpt = st.file_uploader(
+        "Checkpoint (state_dict in .pt/.pth, or .safetensors)",
+        type=["pt", "pth", "safetensors", "bin"],
+        key="ckpt_upload",
+    )
+    card_file = st.file_uploader(
+        "Model card JSON (optional: replaces the fields below)", type=["json"], key="card_upload"
+    )
+    c1, c2 = st.columns(2)
+    arch = c1.selectbox(
+        "Architecture",
+        ["(guess from the weights)", *ARCHS],
+        help="Ignored when a model card is given.",
+    )
+    multilabel = c1.checkbox("Multi-label (sigmoid outputs)")
+    classes_text = c2.text_area(
+        "Class names in output order (comma-separated)", ", ".join(NEU_CLASSES)
+    )
+    submitted = st.form_submit_button("Load checkpoint", icon=":material/upload:")
+
+if submitted:
+    if ckpt is None:
+        st.error("Choose a checkpoint file first.")
+    else:
+        try:
+            ref = session.uploaded_model(
+                (ckpt.name, ckpt.getvalue()),
+                card_json=(card_file.name, card_file.getvalue()) if card_file else None,
+                arch=None if arch.startswith("(") else arch,
+                classes=classes_text.split(","),
+                multilabel=multilabel,
+            )
+            _shared.load_explainer(ref)
+        except (CheckpointError, ValueError, KeyError) as exc:
+            text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
+            st.error(session.name_in_message(text), icon=":material/block:")
+        else:
+            _register(ref)
+            st.success(f"{ckpt.name} loaded; it is now selected in the sidebar.")
+            st.rerun()
+
+st.subheader("Train a model")
+st.caption(
+    "A short from-scratch run with live progress. Tiny defaults finish in about a minute "
+    "on a CPU; use the command line for real training."
+)
+default_data = str(state.data_root) if state.data_root else str(session.synthetic_folder(3, 7))
+with st.form("train"):
+    c1, c2, c3 = st.columns(3)
+    data_dir = c1.text_input("Data folder", default_data)
+    name = c1.text_input("Name", "quick-run")
+    arch_t = c2.selectbox("Architecture", list(ARCHS), index=list(ARCHS).index("local_resnet18"))
+    epochs = c2.number_input("Epochs", 1, 100, 1)
+    input_size = c2.number_input("Input size (px)", 32, 512, 64, step=16)
+    limit = c3.number_input("Images per class (0 = all)", 0, 10_000, 10)
+    batch = c3.number_input("Batch size", 2, 256, 16)
+    multilabel_t = c3.checkbox("Multi-label (box classes)")
+    start = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
+
+if start:
+    out = _shared.RUNS_DIR / session.safe_name(name)
+    cfg = TrainConfig(
+        data=data_dir,
+        out=str(out),
+        arch=arch_t,
+        multilabel=multilabel_t,
+        epochs=int(epochs),
+        batch_size=int(batch),
+        input_size=int(input_size),
+        limit_per_class=int(limit) or None,
+        device="cpu",
+        name=name,
+        command=f"app: Models page, {data_dir}",
+    )
+    bar = st.progress(0.0, text="Reading images…")
+    chart = st.empty()
+    losses: list[float] = []
+
+    def _progress(event: dict) -> None:
+        if event["kind"] == "step":
+            losses.append(float(event["loss"]))
+            bar.progress(
+                int(event["step"]) / max(int(event["total"]), 1),
+                text=f"epoch {event['epoch']} · step {event['step']}/{event['total']} · "
+                f"loss {event['loss']:.3f}",
+            )
+            chart.line_chart(pd.DataFrame({"training loss": losses}), height=200)
+        elif event["kind"] == "epoch":
+            st.caption(
+                f"epoch {event['epoch']}: val accuracy {event['val_accuracy']}, "
+                f"macro-F1 {event['val_macro_f1']}"
+            )
+
+    try:
+        path = train(cfg, _progress)
+    except (ValueError, OSError, KeyError) as exc:
+        st.error(f"Training failed: {exc}")
+    else:
+        bar.progress(1.0, text="done")
+        _register(session.ModelRef(f"{name} (trained)", str(path)))
+        st.success(f"Saved {path}; it is now selected in the sidebar.")
+        st.button("Show its card", on_click=lambda: None)

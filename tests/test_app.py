@@ -1,0 +1,223 @@
+"""The Streamlit app driven headlessly (streamlit.testing.v1.AppTest) on the synthetic demo."""
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cam_core import synth
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+DEMO = ROOT / "models" / "demo-synthetic" / "model.pt"
+
+pytestmark = pytest.mark.skipif(
+    not DEMO.is_file(), reason=f"bundled demo model missing ({DEMO}); train it first"
+)
+
+
+@pytest.fixture()
+def app(monkeypatch):
+    """A fresh app session with no dataset on disk (first launch without data)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr("cam_core.data.find_neu_det", lambda: None)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["model_choice"] = "demo-synthetic (synthetic demo)"
+    return at
+
+
+def _ok(at):
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _captions(at):
+    return [c.value for c in at.caption]
+
+
+def _heat_captions(at):
+    """Heatmap panel captions: '<method label> · <class> — <figures>'."""
+    return [c for c in _captions(at) if " — " in c]
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_explore_opens_on_the_synthetic_demo(app):
+    at = _ok(app.run())
+    assert any("Synthetic demo" in c for c in _captions(at))
+    assert any("No dataset" in c and "synthetic demo" in c for c in at.sidebar.caption.values)
+    # GT panel beside one heatmap per default method (Grad-CAM, Grad-CAM++), one class row
+    assert sum(c.startswith("GT panel: crazing_synth_0000.png") for c in _captions(at)) == 1
+    heat = _heat_captions(at)
+    assert [c.split(" · ")[0] for c in heat] == ["Grad-CAM", "Grad-CAM++"]
+    # probability bars + GT panel + two heatmaps
+    assert len(at.get("plotly_chart")) == 4
+    # the demo image has crazing boxes, so the crazing row would be scored; the default row is
+    # the predicted class, whose figures or "not scored" note are shown
+    assert all(("pointing" in c) or ("not scored" in c) for c in heat)
+
+
+def test_switching_method_and_class_changes_the_panels(app):
+    at = _ok(app.run())
+    at.sidebar.multiselect(key="methods").set_value(["hirescam"])
+    _ok(at.run())
+    assert [c.split(" · ")[0] for c in _heat_captions(at)] == ["HiResCAM"]
+    classes = next(m for m in at.multiselect if m.label == "Classes to explain")
+    classes.set_value(["crazing", "scratches"])
+    _ok(at.run())
+    heat = _heat_captions(at)
+    assert [c.split(" — ")[0] for c in heat] == ["HiResCAM · crazing", "HiResCAM · scratches"]
+    assert sum(c.startswith("GT panel") for c in _captions(at)) == 2
+    # crazing has GT boxes in this demo image: its figures are scored
+    assert "pointing" in heat[0] and "not scored" in heat[1]
+    assert len(at.get("plotly_chart")) == 1 + 2 * 2
+
+
+def test_opacity_change_does_not_recompute_maps(app, monkeypatch):
+    at = _ok(app.run())
+    from cam_core.explain import Explainer
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a map was recomputed")
+
+    monkeypatch.setattr(Explainer, "explain", boom)
+    at.slider(key="opacity").set_value(0.8)
+    at.selectbox(key="colormap").set_value("viridis")
+    _ok(at.run())
+    assert len(_heat_captions(at)) == 2
+
+
+def test_bad_upload_is_reported_and_good_one_still_shows(app):
+    stem, image, boxes = synth.make_sample_set(1, seed=3)[0]
+    xml = synth.voc_xml(f"{stem}.png", image.shape, boxes)
+    app.session_state["_pref_img_source"] = "Upload"
+    at = _ok(app.run())
+    at.file_uploader(key="explore_uploads").set_value(
+        [
+            ("notes.jpg", b"this is a text file, not a JPEG", "image/jpeg"),
+            (f"{stem}.png", _png(image), "image/png"),
+            (f"{stem}.xml", xml, "text/xml"),
+            ("other_image.xml", xml, "text/xml"),
+        ]
+    )
+    _ok(at.run())
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("notes.jpg: not a readable image") for e in errors), errors
+    assert any(e.startswith("other_image.xml: no uploaded image") for e in errors), errors
+    assert any(c.startswith(f"GT panel: {stem}.png") for c in _captions(at))
+    assert len(_heat_captions(at)) == 2
+
+
+def test_image_choice_survives_a_page_switch(app):
+    at = _ok(app.run())
+    at.selectbox(key="explore_image_stem").set_value("scratches_synth_0001")
+    _ok(at.run())
+    assert any(c.startswith("GT panel: scratches_synth_0001.png") for c in _captions(at))
+    _ok(at.switch_page("pages/models.py").run())
+    _ok(at.switch_page("pages/compare.py").run())
+    assert at.selectbox(key="compare_image_stem").value == "scratches_synth_0001"
+    assert at.markdown[0].value.startswith("**scratches_synth_0001.png**")
+
+
+def test_compare_grid_shows_every_fast_method(app):
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/compare.py").run())
+    labels = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    assert "**Grad-CAM**" in labels and "**EigenCAM**" in labels
+    assert "**Score-CAM**" not in labels  # slow methods are behind the checkbox
+    cells = [c.caption for i in at.get("image") for c in i.proto.imgs if " — " in c.caption]
+    assert sum(c.startswith("Grad-CAM · crazing — ") for c in cells) == 1
+    crazing = [c for c in cells if " · crazing — " in c]  # the demo image's GT class
+    assert len(crazing) >= 8 and all("pointing" in c for c in crazing)
+    assert any("CAM" in w.value for w in at.warning)  # CAM does not apply to this head
+
+
+def test_evaluate_runs_on_the_synthetic_split_with_baselines(app):
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    assert any("synthetic demo" in m.value for m in at.markdown)
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(6)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    table = at.dataframe[0].value
+    assert list(table.columns[-3:]) == ["baseline:centre", "baseline:gaussian", "baseline:uniform"]
+    assert "gradcam" in table.columns and "all" in table.index
+    assert len(at.get("plotly_chart")) == 1
+    assert any("Worst cases" in h.value for h in at.subheader)
+    # select the worst case and open it on Explore
+    worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
+    stem, cls = worst.loc[0, "stem"], worst.loc[0, "class"]
+    at.session_state["worst_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    _ok(at.run())
+    opener = next(b for b in at.button if b.label.startswith(f"Open {stem}"))
+    opener.click()
+    _ok(at.run())
+    assert at.title[0].value == "Explore"
+    assert any(c.startswith("Opened from the Evaluate page (worst case") for c in _captions(at))
+    assert any(c.startswith(f"GT panel: {stem}.png") for c in _captions(at))
+    assert any(c.split(" — ")[0].endswith(f" · {cls}") for c in _heat_captions(at))
+
+
+def test_models_page_shows_the_demo_card(app):
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    assert at.subheader[0].value == "demo-synthetic"
+    assert any("synthetic demo" in m.value for m in at.markdown)
+    assert any("python -m cam_core train" in c.value for c in at.code)
+    assert any(m.label == "Val accuracy" for m in at.metric)
+
+
+def test_models_page_names_a_checkpoint_for_another_arch(app):
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    at.file_uploader(key="ckpt_upload").set_value(
+        ("demo_weights.pt", DEMO.read_bytes(), "application/octet-stream")
+    )
+    next(s for s in at.selectbox if s.label == "Architecture").set_value("resnet18")
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("demo_weights.pt does not match architecture 'resnet18'")
+    assert "missing keys" in errors[0]
+    assert at.subheader[0].value == "demo-synthetic"  # the page and the model in use still work
+
+
+def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    at.file_uploader(key="ckpt_upload").set_value(
+        ("mine.pt", DEMO.read_bytes(), "application/octet-stream")
+    )
+    at.file_uploader(key="card_upload").set_value(
+        ("mine.json", DEMO.with_suffix(".json").read_bytes(), "application/json")
+    )
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    assert at.sidebar.selectbox(key="model_choice").value == "mine.pt (uploaded)"
+    assert at.subheader[0].value == "demo-synthetic"
+    assert any("mine.pt" in c.value for c in at.caption)
+
+
+def test_models_page_trains_a_tiny_model_with_progress(app, tmp_path, monkeypatch):
+    from cam_core import session
+
+    data = session.synthetic_folder(2, 1, root=tmp_path)
+    monkeypatch.setattr("pages._shared.RUNS_DIR", tmp_path / "runs")
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    next(t for t in at.text_input if t.label == "Data folder").set_value(str(data))
+    next(t for t in at.text_input if t.label == "Name").set_value("tiny")
+    next(n for n in at.number_input if n.label == "Input size (px)").set_value(32)
+    next(n for n in at.number_input if n.label == "Batch size").set_value(4)
+    next(b for b in at.button if b.label == "Train").click()
+    _ok(at.run(timeout=120))
+    assert (tmp_path / "runs" / "tiny" / "model.pt").is_file()
+    assert any("epoch 0: val accuracy" in c.value for c in at.caption)
+    assert any(s.value.startswith("Saved ") for s in at.success)

@@ -1,0 +1,250 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cam_core import session, synth
+from cam_core.data import Box, Sample
+from cam_core.models import ModelCard
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    stem, image, boxes = synth.make_sample_set(1, seed=11)[0]
+    return stem, image, boxes, synth.voc_xml(f"{stem}.png", image.shape, boxes)
+
+
+def test_image_and_xml_are_paired_by_stem(demo):
+    stem, image, boxes, xml = demo
+    report = session.read_uploads([(f"{stem}.xml", xml), (f"{stem}.png", _png(image))])
+    assert report.errors == ()
+    (item,) = report.items
+    assert item.name == f"{stem}.png" and item.source == "upload"
+    assert np.array_equal(item.image, image)
+    assert item.boxes == boxes and item.sample.label == "crazing"
+    assert item.has_annotation and item.key.startswith("upload:")
+
+
+def test_bad_files_are_named_and_do_not_stop_the_good_ones(demo):
+    stem, image, _, xml = demo
+    small = np.zeros((50, 60), np.uint8)
+    report = session.read_uploads(
+        [
+            ("notes.jpg", b"plain text, not a JPEG"),
+            ("empty.png", b""),
+            ("report.pdf", b"%PDF-1.4"),
+            (f"{stem}.png", _png(image)),
+            ("lonely.xml", xml),
+            ("small.png", _png(small)),
+            ("small.xml", xml),  # annotates a 200x200 image
+            ("broken.png", _png(small)[:40]),
+            ("broken.xml", b"<annotation><object>"),
+        ]
+    )
+    errors = "\n".join(report.errors)
+    assert [i.name for i in report.items] == [f"{stem}.png", "small.png"]
+    assert "notes.jpg: not a readable image" in errors
+    assert "empty.png: empty file (0 bytes)" in errors
+    assert "report.pdf: unsupported file type '.pdf'" in errors
+    assert "lonely.xml: no uploaded image has the stem 'lonely'" in errors
+    assert "small.xml: annotates a 200x200 image but small.png is 60x50" in errors
+    assert "broken.png: " in errors
+    assert "broken.xml: " not in errors  # its image is rejected, so it is only noted
+    assert "broken.xml: not used, its image broken.png was rejected" in report.warnings
+    small_item = report.items[1]
+    assert small_item.boxes == () and not small_item.has_annotation
+
+
+def test_huge_and_duplicate_uploads_are_refused(demo):
+    image = demo[1]
+    report = session.read_uploads(
+        [
+            ("big.png", _png(np.zeros((300, 300), np.uint8))),
+            ("a.png", _png(image)),
+            ("a.jpg", _png(image)),
+        ],
+        max_pixels=200 * 200,
+    )
+    errors = "\n".join(report.errors)
+    assert "big.png: image is too large: 300x300" in errors
+    assert "a.jpg: another uploaded file has the stem 'a'" in errors
+    assert [i.name for i in report.items] == ["a.png"]
+    report = session.read_uploads([("x.png", b"0" * 11)], max_bytes=10)
+    assert report.errors == ("x.png: file is too large (11 bytes; limit 10)",)
+
+
+def test_xml_boxes_are_clipped_to_the_uploaded_image(demo):
+    stem, image, _, _ = demo
+    xml = synth.voc_xml(f"{stem}.png", image.shape, (Box("scratches", 150, 150, 260, 260),))
+    xml = xml.replace(b"<xmax>200</xmax>", b"<xmax>260</xmax>")
+    report = session.read_uploads([(f"{stem}.png", _png(image)), (f"{stem}.xml", xml)])
+    (item,) = report.items
+    assert item.boxes[0].x1 <= 200 and item.boxes[0].cls == "scratches"
+
+
+def test_item_from_sample_rescales_boxes_when_xml_size_differs(tmp_path):
+    path = tmp_path / "crazing_1.png"
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(path)
+    sample = Sample(path, "crazing_1", "crazing", (Box("crazing", 0, 0, 100, 200),), (200, 200))
+    item = session.item_from_sample(sample)
+    assert item.boxes[0] == Box("crazing", 0, 0, 50, 100)
+    assert "boxes rescaled" in item.warnings[0]
+
+
+def test_bundled_models_orders_real_before_synthetic(tmp_path):
+    for name, synthetic in (("zeta-real", False), ("alpha-synthetic", True), ("no-card", False)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.pt").write_bytes(b"x")
+        if name != "no-card":
+            (folder / "model.json").write_text(f'{{"synthetic": {str(synthetic).lower()}}}')
+    refs = session.bundled_models(tmp_path)
+    assert [r.label for r in refs] == ["zeta-real", "alpha-synthetic (synthetic demo)"]
+    assert session.bundled_models(tmp_path / "absent") == []
+
+
+def test_uploaded_model_needs_a_card_or_class_names(tmp_path):
+    with pytest.raises(ValueError, match=r"w\.pt: no model card given, so class names are needed"):
+        session.uploaded_model(("w.pt", b"abc"), classes=[" ", ""], folder=tmp_path)
+    with pytest.raises(ValueError, match=r"card\.json: not a model card"):
+        session.uploaded_model(("w.pt", b"abc"), card_json=("card.json", b"{}"), folder=tmp_path)
+    ref = session.uploaded_model(("my w.pt", b"abc"), classes=["a", " b"], folder=tmp_path)
+    assert Path(ref.path).name == "my_w.pt" and ref.classes == ("a", "b")
+    message = f"{ref.path}: not a readable PyTorch checkpoint"
+    assert (
+        session.name_in_message(message, tmp_path) == "my_w.pt: not a readable PyTorch checkpoint"
+    )
+
+
+def test_layer_options_put_the_card_layer_first():
+    card = ModelCard("m", "resnet18", ("a", "b"), False, 64, (0, 0, 0), (1, 1, 1), "layer3")
+    assert session.layer_options(card) == ["layer3", "layer4", "layer2"]
+
+
+def test_panel_scores_boxes_and_labels():
+    cam = np.zeros((20, 20), np.float32)
+    cam[5:10, 5:10] = 1.0
+    gt = [Box("crazing", 5, 5, 10, 10)]
+    scored = session.panel_scores(cam, gt, threshold=0.5)
+    assert scored.cam_boxes == ((5.0, 5.0, 10.0, 10.0, 1.0),)
+    assert scored.labels() == ["IoU 1.00"]
+    assert scored.scores["pointing"] is True and scored.scores["box_iou"] == 1.0
+    bare = session.panel_scores(cam, [], threshold="otsu")
+    assert bare.labels() == ["map 1.00"] and bare.scores["pointing"] is None
+
+
+class _FakeExplainer:
+    def __init__(self):
+        self.calls = []
+
+    def explain(self, images, methods, *, targets, layers):
+        from cam_core.explain import CamError, CamResult, Explanation
+
+        self.calls.append((tuple(methods), tuple(targets[0])))
+        if methods[0] == "cam":
+            raise CamError("CAM needs a GAP + linear head")
+        results = tuple(
+            CamResult(0, c, f"c{c}", methods[0], layers, np.zeros((4, 4), np.float32), 1.0)
+            for c in targets[0]
+        )
+        return Explanation(("c0", "c1"), np.zeros((1, 2)), results)
+
+
+def test_compute_maps_caches_and_reports_failures_per_method():
+    item = session.ImageItem(
+        "k", "x.png", np.zeros((4, 4), np.uint8), Sample(Path("x"), "x"), "upload"
+    )
+    cache = session.MapCache()
+    fake = _FakeExplainer()
+    maps, errors = session.compute_maps(fake, "m", item, ["gradcam", "cam"], [0, 1], "l", cache)
+    assert set(maps) == {("gradcam", 0), ("gradcam", 1)}
+    assert errors == {"cam": "cam: CAM needs a GAP + linear head"}
+    fake.calls.clear()
+    maps, _ = session.compute_maps(fake, "m", item, ["gradcam"], [1], "l", cache)
+    assert fake.calls == [] and maps[("gradcam", 1)].class_index == 1
+
+
+def test_map_cache_drops_the_oldest():
+    cache = session.MapCache(capacity=2)
+    for i in range(3):
+        cache.put(("m", "k", "gradcam", "l", i), object())  # type: ignore[arg-type]
+    assert [k[-1] for k in cache.maps] == [1, 2]
+    store: dict = {}
+    assert session.cache_in(store) is session.cache_in(store)
+
+
+def test_worst_cases_skip_baselines_and_errors():
+    rows = pd.DataFrame(
+        [
+            {
+                "stem": "a",
+                "class": "c",
+                "method": "gradcam",
+                "layer": "l",
+                "pointing": 1.0,
+                "energy": 0.9,
+                "iou": 0.5,
+                "score": 0.9,
+                "correct": True,
+                "error": None,
+            },
+            {
+                "stem": "b",
+                "class": "c",
+                "method": "gradcam",
+                "layer": "l",
+                "pointing": 0.0,
+                "energy": 0.1,
+                "iou": 0.0,
+                "score": 0.8,
+                "correct": True,
+                "error": None,
+            },
+            {
+                "stem": "c",
+                "class": "c",
+                "method": "baseline:uniform",
+                "layer": "-",
+                "pointing": 0.0,
+                "energy": 0.0,
+                "iou": 0.0,
+                "score": None,
+                "correct": None,
+                "error": None,
+            },
+            {
+                "stem": "d",
+                "class": "c",
+                "method": "gradcam",
+                "layer": "l",
+                "pointing": None,
+                "energy": None,
+                "iou": None,
+                "score": None,
+                "correct": None,
+                "error": "boom",
+            },
+        ]
+    )
+    worst = session.worst_cases(rows, "energy", n=5)
+    assert list(worst["stem"]) == ["b", "a"]
+    assert list(worst.columns[:5]) == ["stem", "class", "method", "layer", "energy"]
+    with pytest.raises(KeyError, match="Unknown metric 'nope'"):
+        session.worst_cases(rows, "nope")
+
+
+def test_synthetic_folder_is_written_once(tmp_path):
+    out = session.synthetic_folder(1, 5, root=tmp_path)
+    assert (out / ".complete").exists() and len(list((out / "IMAGES").iterdir())) == 6
+    mtime = (out / ".complete").stat().st_mtime_ns
+    assert session.synthetic_folder(1, 5, root=tmp_path) == out
+    assert (out / ".complete").stat().st_mtime_ns == mtime
