@@ -203,9 +203,10 @@ class Explainer:
                     done += len(specs)
                     continue
                 maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+                memo: dict[bool, tuple[_Capture, list[torch.Tensor] | None]] = {}
                 for spec in specs:
                     maps[spec.name] = self._compute(
-                        spec, x, img_idx, cls_idx, layer_names, eigen_smooth, aug_smooth
+                        spec, x, img_idx, cls_idx, layer_names, eigen_smooth, aug_smooth, memo
                     )
                     done += 1
                     if progress is not None:
@@ -328,19 +329,28 @@ class Explainer:
         layer_names: list[str],
         eigen_smooth: bool,
         aug_smooth: bool,
+        memo: dict[bool, tuple[_Capture, list[torch.Tensor] | None]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(T, S, S) normalised maps at input size and (T,) strengths for one method."""
+        """(T, S, S) normalised maps at input size and (T,) strengths for one method.
+
+        ``memo`` shares one capture (and its gradients) between the gradient and activation
+        methods of one call: every such method then costs one forward + one backward in all.
+        """
         if aug_smooth and spec.kind not in ("library",):
             return self._aug_smooth(spec, x, img_idx, cls_idx, layer_names, eigen_smooth)
         if spec.name == "smooth-gradcam++":
             return self._smooth_gradcampp(x, img_idx, cls_idx, layer_names)
         if spec.kind in ("gradient", "activation"):
-            cap = self._capture(x, layer_names, need_grad=spec.kind == "gradient")
-            grads = (
-                self._gradients(cap, img_idx, cls_idx)
-                if spec.kind == "gradient"
-                else [torch.zeros(0)] * len(cap.acts)
-            )
+            need_grad = spec.kind == "gradient"
+            memo = {} if memo is None else memo
+            hit = memo.get(True) or (None if need_grad else memo.get(False))
+            if hit is None:
+                cap = self._capture(x, layer_names, need_grad=need_grad)
+                hit = memo[need_grad] = (
+                    cap, self._gradients(cap, img_idx, cls_idx) if need_grad else None
+                )
+            cap, grads_or_none = hit
+            grads = grads_or_none if need_grad else [torch.zeros(0)] * len(cap.acts)
             raw = []
             for a, g in zip(cap.acts, grads, strict=True):
                 a_t = a.detach()[img_idx]

@@ -162,6 +162,12 @@ def _mosaic_item(items: Sequence[_Item], rng: np.random.Generator) -> _Item:
     return _Item(img, boxes, None)
 
 
+def val_mosaics(items: Sequence[_Item], n: int = 200, seed: int = 12345) -> list[_Item]:
+    """``n`` held-out 2×2 mosaics of validation images (fixed seed: the same set every run)."""
+    rng = np.random.default_rng(seed)
+    return [_mosaic_item(items, rng) for _ in range(n)]
+
+
 def evaluate_classifier(
     model: nn.Module, card: ModelCard, items: Sequence[_Item], batch_size: int = 64
 ) -> dict[str, object]:
@@ -369,10 +375,13 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
 
     final = load_model(ckpt, device=str(device))
     metrics = best_metrics or evaluate_classifier(final.model, card, val_items)
+    extra: dict[str, object] = {}
+    if cfg.mosaic and cfg.multilabel:
+        extra["val_mosaic"] = evaluate_classifier(final.model, card, val_mosaics(val_items))
     card = ModelCard(
         **{
             **asdict(card),
-            "metrics": {"val": metrics, "best_epoch": best_epoch, "history": history},
+            "metrics": {"val": metrics, **extra, "best_epoch": best_epoch, "history": history},
             "training": {
                 **card.training,
                 "wall_time_s": round(time.time() - t0, 1),

@@ -248,3 +248,13 @@ def test_threads_on_one_shared_model_match_serial_runs(model, images):
     for s, o in zip(serial, out, strict=True):
         np.testing.assert_array_equal(s, o)
     assert _no_hooks(model)
+
+
+def test_methods_sharing_one_capture_equal_separate_calls(model, images):
+    ex = Explainer(model, _card())
+    methods = ["eigencam", "gradcam", "gradcam++", "layercam"]
+    together = ex.explain(images, methods, targets=[[0, 1], [2], [3]])
+    for m in methods:
+        alone = ex.explain(images, [m], targets=[[0, 1], [2], [3]])
+        for r in alone.results:
+            np.testing.assert_array_equal(r.cam, together.get(r.image, r.class_index, m).cam)

@@ -173,3 +173,20 @@ def test_bundled_neu_model_reaches_its_stated_accuracy(name):
     )
     assert acc == pytest.approx(stated, abs=0.005)
     assert acc >= 0.98
+
+
+@needs_neu
+def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
+    path = _bundled("neu-multilabel-local-resnet18")
+    loaded = load_model(path)
+    assert loaded.card.multilabel
+    from cam_core.data import read_image
+    from cam_core.train import evaluate_classifier, val_mosaics
+
+    val = load_dataset(NEU, split="val").samples
+    items = [_Item(read_image(s.path), s.boxes, s.label) for s in val]
+    figures = evaluate_classifier(loaded.model, loaded.card, val_mosaics(items))
+    stated = json.loads(path.with_suffix(".json").read_text())["metrics"]["val_mosaic"]
+    assert figures["macro_f1"] == pytest.approx(stated["macro_f1"], abs=0.005)
+    f1 = {c: v["f1"] for c, v in figures["per_class"].items()}
+    assert min(f1.values()) >= 0.95, f"per-class F1 on held-out mosaics: {f1}"
