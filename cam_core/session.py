@@ -330,11 +330,34 @@ def name_in_message(message: str, folder: str | Path | None = None) -> str:
 
 
 def layer_options(card: ModelCard) -> list[str]:
-    """CAM layers to offer for a model: the card's own first, then its architecture's."""
-    options = [card.target_layer] if card.target_layer else []
+    """CAM layers to offer for a model: the recommended one (auto-configuration) first, then
+    the card's own, then its architecture's.
+    """
+    options = [str(card.recommended["layer"])] if card.recommended else []
+    options += [card.target_layer] if card.target_layer else []
     with contextlib.suppress(KeyError):
         options += list(get_arch(card.arch).target_layers)
     return list(dict.fromkeys(options)) or ["layer4"]
+
+
+def recommended_caption(card: ModelCard) -> str | None:
+    """One line on the card's auto-configured method × layer and its calibration figures."""
+    rec = card.recommended
+    if not rec:
+        return None
+    fig = rec.get("figures", {})
+    base = rec.get("baselines", {}).get("baseline:centre", {})
+    cal = rec.get("calibration", {})
+    parts = [
+        f"pointing {fig['pointing']:.2f}" if "pointing" in fig else "",
+        f"energy {fig['energy']:.2f}" if "energy" in fig else "",
+        f"centre-point baseline {base['pointing']:.2f}" if "pointing" in base else "",
+    ]
+    figures = " · ".join(p for p in parts if p)
+    return (
+        f"Recommended: {rec.get('method')} @ {rec.get('layer')}, map→box threshold "
+        f"{rec.get('threshold')} — {figures} on {cal.get('split', '?')} (n={cal.get('n', '?')})"
+    )
 
 
 # --------------------------------------------------------------------------- maps

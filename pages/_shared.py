@@ -158,8 +158,11 @@ def sidebar() -> AppState:
     if "dataset_dir" not in st.session_state:
         found = data.find_neu_det()
         # Shown relative to the working folder when it is near (e.g. ../shared/NEU-DET).
-        shown = os.path.relpath(found) if found and not os.path.relpath(found).startswith(
-            "../../") else found
+        shown = (
+            os.path.relpath(found)
+            if found and not os.path.relpath(found).startswith("../../")
+            else found
+        )
         st.session_state["dataset_dir"] = str(shown) if found else ""
     have_data = bool(st.session_state["dataset_dir"].strip())
     if refs:
@@ -216,7 +219,9 @@ def sidebar() -> AppState:
     sb.markdown("### Methods")
     labels = {name: spec.label + (" (slow)" if spec.slow else "") for name, spec in METHODS.items()}
     if "methods" not in st.session_state:
-        st.session_state["methods"] = list(DEFAULT_METHODS)
+        rec = state.card.recommended if state.card is not None else None
+        first = [rec["method"]] if rec and rec.get("method") in METHODS else []
+        st.session_state["methods"] = list(dict.fromkeys(first + list(DEFAULT_METHODS)))[:2]
     state.methods = sb.multiselect(
         "CAM methods",
         list(METHODS),
@@ -229,6 +234,9 @@ def sidebar() -> AppState:
         if st.session_state.get("layer") not in layers:
             st.session_state["layer"] = layers[0]
         state.layer = sb.selectbox("Target layer", layers, key="layer")
+        note = session.recommended_caption(state.card)
+        if note:
+            sb.caption(note)
     st.session_state["app_state"] = state
     return state
 

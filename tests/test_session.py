@@ -248,3 +248,41 @@ def test_synthetic_folder_is_written_once(tmp_path):
     mtime = (out / ".complete").stat().st_mtime_ns
     assert session.synthetic_folder(1, 5, root=tmp_path) == out
     assert (out / ".complete").stat().st_mtime_ns == mtime
+
+
+def test_recommended_configuration_comes_first_and_is_described():
+    from cam_core.models import ModelCard
+
+    card = ModelCard(
+        name="m",
+        arch="resnet18",
+        classes=("a", "b"),
+        multilabel=False,
+        input_size=64,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        recommended={
+            "method": "layercam",
+            "layer": "layer3",
+            "threshold": 0.3,
+            "figures": {"pointing": 0.61, "energy": 0.55},
+            "baselines": {"baseline:centre": {"pointing": 0.6}},
+            "calibration": {"split": "val", "n": 228},
+        },
+    )
+    assert session.layer_options(card)[0] == "layer3"
+    assert "layer4" in session.layer_options(card)
+    text = session.recommended_caption(card)
+    assert text.startswith("Recommended: layercam @ layer3")
+    assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
+    plain = ModelCard(
+        name="m",
+        arch="resnet18",
+        classes=("a", "b"),
+        multilabel=False,
+        input_size=64,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    )
+    assert session.recommended_caption(plain) is None
+    assert session.layer_options(plain)[0] == "layer4"
