@@ -272,7 +272,7 @@ for _depth in ("resnet18", "resnet34"):
         ArchSpec(
             name=f"local_{_depth}",
             builder=functools.partial(LocalEvidenceNet, depth=_depth),
-            target_layers=("layer3", "layer2", "layer3+layer2"),
+            target_layers=("layer3", "layer2"),
             input_size=200,
             mean=(0.5, 0.5, 0.5),
             std=(0.25, 0.25, 0.25),

@@ -356,7 +356,7 @@ def recommended_caption(card: ModelCard) -> str | None:
     figures = " · ".join(p for p in parts if p)
     return (
         f"Recommended: {rec.get('method')} @ {rec.get('layer')}, map→box threshold "
-        f"{rec.get('threshold')} — {figures} on {cal.get('split', '?')} (n={cal.get('n', '?')})"
+        f"{rec.get('threshold')}; {figures} on {cal.get('split', '?')} (n={cal.get('n', '?')})"
     )
 
 

@@ -155,7 +155,7 @@ def sidebar() -> AppState:
     state = AppState(models=refs)
     sb = st.sidebar
     sb.markdown("### Model")
-    if "dataset_dir" not in st.session_state:
+    if "dataset_dir_default" not in st.session_state:
         found = data.find_neu_det()
         # Shown relative to the working folder when it is near (e.g. ../shared/NEU-DET).
         shown = (
@@ -163,8 +163,9 @@ def sidebar() -> AppState:
             if found and not os.path.relpath(found).startswith("../../")
             else found
         )
-        st.session_state["dataset_dir"] = str(shown) if found else ""
-    have_data = bool(st.session_state["dataset_dir"].strip())
+        st.session_state["dataset_dir_default"] = str(shown) if found else ""
+    dataset_default = st.session_state["dataset_dir_default"]
+    have_data = bool(st.session_state.get("dataset_dir", dataset_default).strip())
     if refs:
         labels = [r.label for r in refs]
         pending = st.session_state.pop("pending_model_choice", None)
@@ -194,6 +195,7 @@ def sidebar() -> AppState:
     sb.markdown("### Data")
     sb.text_input(
         "Dataset folder",
+        value=dataset_default,
         key="dataset_dir",
         help="NEU-DET root (IMAGES/ + ANNOTATIONS/, or the Kaggle layout) or a VOC folder. "
         "Empty: the synthetic demo images.",
@@ -202,7 +204,7 @@ def sidebar() -> AppState:
     state.split = sb.selectbox(
         "Split", SPLITS, key="split", help="Deterministic 70/15/15 split by file-name hash."
     )
-    root = st.session_state["dataset_dir"].strip()
+    root = (st.session_state.get("dataset_dir") or "").strip()
     if root:
         state.data_root = Path(root).expanduser()
         try:
@@ -218,13 +220,14 @@ def sidebar() -> AppState:
 
     sb.markdown("### Methods")
     labels = {name: spec.label + (" (slow)" if spec.slow else "") for name, spec in METHODS.items()}
-    if "methods" not in st.session_state:
-        rec = state.card.recommended if state.card is not None else None
-        first = [rec["method"]] if rec and rec.get("method") in METHODS else []
-        st.session_state["methods"] = list(dict.fromkeys(first + list(DEFAULT_METHODS)))[:2]
+    rec = state.card.recommended if state.card is not None else None
+    first = [rec["method"]] if rec and rec.get("method") in METHODS else []
     state.methods = sb.multiselect(
         "CAM methods",
         list(METHODS),
+        # A widget default, not a pre-set session_state value: the latter is dropped by
+        # Streamlit on the session's first rerun (tests/e2e/test_load.py).
+        default=[*dict.fromkeys([*DEFAULT_METHODS, *first])],
         key="methods",
         format_func=labels.__getitem__,
         help="Shown side by side on Explore; swept on Evaluate.",

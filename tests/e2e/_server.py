@@ -168,3 +168,18 @@ def idle(page, timeout_ms: int = 120_000) -> None:
         )
     page.wait_for_selector(f"{APP_SELECTOR}[data-test-script-state=notRunning]", timeout=timeout_ms)
     page.wait_for_timeout(300)
+
+
+def settled(page, timeout_ms: int = 120_000, quiet_ms: int = 700) -> None:
+    """Wait until no script run is in progress and none starts for ``quiet_ms`` (sync
+    Playwright): safer than :func:`idle` on a busy machine, where a run may start late.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(20):
+        page.wait_for_selector(IDLE, timeout=timeout_ms)
+        try:
+            page.wait_for_selector(RUNNING, timeout=quiet_ms)
+        except PlaywrightTimeout:
+            return
+    raise RuntimeError("the app kept rerunning (20 runs without a quiet moment)")

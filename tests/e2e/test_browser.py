@@ -3,20 +3,12 @@ panel beside one heatmap per method; then an Evaluate run. Screenshots go to
 artifacts/screenshots/ (and the Explore/Evaluate ones to docs/img/ for the README).
 """
 
-import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from _server import CHROMIUM, ROOT, launch_kwargs, neu_det, settled, streamlit_server
+from _server import idle as _idle
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "artifacts" / "screenshots"
 DOCS_IMG = ROOT / "docs" / "img"
 IMAGE_STEMS = ("scratches_1", "patches_1", "crazing_1")
@@ -25,79 +17,16 @@ METHODS = ("Grad-CAM", "LayerCAM")
 pytestmark = pytest.mark.e2e
 
 
-def _neu_det() -> Path | None:
-    try:
-        from cam_core.data import find_neu_det
-
-        return find_neu_det()
-    except ImportError:
-        path = ROOT.parent / "shared" / "NEU-DET"
-        return path if path.is_dir() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} missing: run `make browser` (Debian's chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.returncode not in (0, -15, 143):
-        print(log.read_text()[-3000:])
+    with streamlit_server(log) as running:
+        yield running.url
+    if running.proc.returncode not in (0, -15, 143):
+        print(running.log_tail())
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +34,7 @@ def browser_page(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
+        browser = p.chromium.launch(**launch_kwargs())
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1300})
             page.set_default_timeout(60_000)
@@ -135,36 +52,28 @@ def _shot(page, name: str, docs: bool = False) -> None:
         shutil.copyfile(path, DOCS_IMG / f"{name}.png")
 
 
-def _idle(page) -> None:
-    """Wait until Streamlit has finished the run the last action started."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    app = "[data-testid=stApp]"
-    with contextlib.suppress(PlaywrightTimeout):  # the run may start a moment after the action
-        page.wait_for_selector(f"{app}:not([data-test-script-state=notRunning])", timeout=1500)
-    page.wait_for_selector(f"{app}[data-test-script-state=notRunning]", timeout=120_000)
-    page.wait_for_timeout(300)
-
-
 def _set_methods(page, wanted: tuple[str, ...]) -> None:
     """Make the sidebar's method multiselect hold exactly ``wanted`` (labels, in order)."""
     box = page.locator("[data-testid=stSidebar] [data-testid=stMultiSelect]").first
     tags = box.locator("[data-tag] [title]")
-    for label in tags.all_inner_texts():
-        if label not in wanted:
-            box.get_by_role("button", name=f"Remove {label}", exact=True).click()
-            _idle(page)
+    have = tags.all_inner_texts()
+    keep = 0  # the longest prefix already in the wanted order stays; the rest goes
+    while keep < min(len(have), len(wanted)) and have[keep] == wanted[keep]:
+        keep += 1
+    for label in have[keep:]:
+        box.get_by_role("button", name=f"Remove {label}", exact=True).click()
+        settled(page)
     for label in wanted:
         if label not in tags.all_inner_texts():
             box.locator("input").click()
             page.get_by_role("option", name=label, exact=True).click()
             page.keyboard.press("Escape")
-            _idle(page)
+            settled(page)
     assert tags.all_inner_texts() == list(wanted)
 
 
 def test_upload_neu_image_two_methods_then_evaluate(browser_page, server):
-    root = _neu_det()
+    root = neu_det()
     if root is None:
         pytest.skip("NEU-DET not found (set NEU_DET_DIR or put it in ../shared/NEU-DET)")
     pairs = [
@@ -181,14 +90,18 @@ def test_upload_neu_image_two_methods_then_evaluate(browser_page, server):
     page.get_by_role("heading", name="Explore").wait_for()
     _idle(page)
 
-    _set_methods(page, METHODS)
+    # the first rerun of a session resets the sidebar: choose the source, then the methods
     page.locator("[data-testid=stButtonGroup] button", has_text="Upload").click()
+    page.locator("[data-testid=stFileUploader] input[type=file]").wait_for(state="attached")
+    settled(page)
+    _set_methods(page, METHODS)
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
         [str(image), str(xml)]
     )
     page.get_by_text(f"GT panel: {image.name}").wait_for()
     _idle(page)
-    captions = page.locator("[data-testid=stCaptionContainer]").all_inner_texts()
+    main_captions = page.locator("[data-testid=stMain] [data-testid=stCaptionContainer]")
+    captions = main_captions.all_inner_texts()
     heat = [c for c in captions if " — " in c]
     assert [c.split(" · ")[0] for c in heat] == list(METHODS), captions
     assert all("pointing" in c or "not scored" in c for c in heat)
