@@ -190,8 +190,17 @@ class Explainer:
             for start in batches:
                 chunk = images[start : start + self.batch_size]
                 x = preprocess(chunk, self.card).to(self.device)
-                with torch.no_grad():
-                    probs = self._probs(self.model(x)).cpu().numpy()
+                # The capture's forward also gives the class scores: one forward per batch.
+                memo: dict[bool, list] = {}
+                if not aug_smooth and any(s.kind in ("gradient", "activation") for s in specs):
+                    need_grad = any(s.kind == "gradient" for s in specs)
+                    cap = self._capture(x, layer_names, need_grad=need_grad)
+                    memo[need_grad] = [cap, None]
+                    logits = cap.logits.detach()
+                else:
+                    with torch.no_grad():
+                        logits = self.model(x)
+                probs = self._probs(logits).cpu().numpy()
                 probs_all.append(probs)
                 chunk_targets = (
                     [list(t) for t in targets[start : start + len(chunk)]]
@@ -203,7 +212,6 @@ class Explainer:
                     done += len(specs)
                     continue
                 maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-                memo: dict[bool, tuple[_Capture, list[torch.Tensor] | None]] = {}
                 for spec in specs:
                     maps[spec.name] = self._compute(
                         spec, x, img_idx, cls_idx, layer_names, eigen_smooth, aug_smooth, memo
@@ -329,7 +337,7 @@ class Explainer:
         layer_names: list[str],
         eigen_smooth: bool,
         aug_smooth: bool,
-        memo: dict[bool, tuple[_Capture, list[torch.Tensor] | None]] | None = None,
+        memo: dict[bool, list] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(T, S, S) normalised maps at input size and (T,) strengths for one method.
 
@@ -343,14 +351,13 @@ class Explainer:
         if spec.kind in ("gradient", "activation"):
             need_grad = spec.kind == "gradient"
             memo = {} if memo is None else memo
-            hit = memo.get(True) or (None if need_grad else memo.get(False))
-            if hit is None:
-                cap = self._capture(x, layer_names, need_grad=need_grad)
-                hit = memo[need_grad] = (
-                    cap, self._gradients(cap, img_idx, cls_idx) if need_grad else None
-                )
-            cap, grads_or_none = hit
-            grads = grads_or_none if need_grad else [torch.zeros(0)] * len(cap.acts)
+            entry = memo.get(True) or (None if need_grad else memo.get(False))
+            if entry is None:
+                entry = memo[need_grad] = [self._capture(x, layer_names, need_grad), None]
+            cap = entry[0]
+            if need_grad and entry[1] is None:  # once per capture: the graph is freed after
+                entry[1] = self._gradients(cap, img_idx, cls_idx)
+            grads = entry[1] if need_grad else [torch.zeros(0)] * len(cap.acts)
             raw = []
             for a, g in zip(cap.acts, grads, strict=True):
                 a_t = a.detach()[img_idx]
@@ -585,9 +592,12 @@ class Explainer:
                 hide_color=0,
                 num_samples=num_samples,
                 batch_size=32,
-                progress_bar=False,
                 random_seed=0,
-                segmentation_fn=lambda im: slic(im, n_segments=60, compactness=10, start_label=0),
+                # Gray superpixels: SLIC on one channel, compactness for a [0, 1] range (the
+                # default Lab/compactness 10 merges a gray texture into a single segment).
+                segmentation_fn=lambda im: slic(
+                    im[..., 0], n_segments=60, compactness=1.0, channel_axis=None, start_label=0
+                ),
             )
             weights = dict(exp.local_exp[c])
             seg = torch.from_numpy(exp.segments).long()

@@ -258,3 +258,10 @@ def test_methods_sharing_one_capture_equal_separate_calls(model, images):
         alone = ex.explain(images, [m], targets=[[0, 1], [2], [3]])
         for r in alone.results:
             np.testing.assert_array_equal(r.cam, together.get(r.image, r.class_index, m).cam)
+
+
+def test_lime_runs_and_is_class_specific(model, images):
+    exp = Explainer(model, _card()).explain(images[:1], ["lime"], targets=[[0, 1]])
+    a, b = exp.get(0, 0, "lime").cam, exp.get(0, 1, "lime").cam
+    assert a.shape == (SIZE, SIZE) and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+    assert not np.array_equal(a, b)
