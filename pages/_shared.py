@@ -300,6 +300,35 @@ def _sources(state: AppState, report: session.UploadReport | None) -> list[str]:
     return sources
 
 
+@dataclass(frozen=True)
+class ImagePage:
+    """What an image page (Explore, Compare) starts from: the chosen image and its scores."""
+
+    state: AppState
+    explainer: Explainer
+    item: session.ImageItem
+    cache: session.MapCache
+    probs: Any  # (K,) class probabilities
+    default_classes: list[str]  # the model's default targets for this image
+
+
+def open_image_page(title: str, caption: str, page: str, *, allow_upload: bool) -> ImagePage:
+    """Title, model check and image picker shared by the image pages; stops the page when there
+    is no model or no image yet."""
+    state = app_state()
+    st.title(title)
+    st.caption(caption)
+    explainer = require_explainer(state)
+    item = image_picker(state, page, allow_upload=allow_upload)
+    if item is None:
+        st.stop()
+    cache = session.cache_in(st.session_state)
+    probs = session.class_scores(explainer, state.model_id, item, cache)
+    classes = explainer.card.classes
+    default = [classes[i] for i in explainer.default_targets(probs[None])[0]]
+    return ImagePage(state, explainer, item, cache, probs, default)
+
+
 def image_picker(state: AppState, page: str, *, allow_upload: bool) -> session.ImageItem | None:
     """Source choice (uploads, dataset, synthetic demo) and one image from it.
 

@@ -6,19 +6,14 @@ from cam_core import render, session
 from cam_core.methods import METHODS, get_method
 from pages import _shared
 
-state = _shared.app_state()
-st.title("Compare methods")
-st.caption("One image, many methods: which maps land on the boxes of each class?")
-explainer = _shared.require_explainer(state)
-card = explainer.card
-
-item = _shared.image_picker(state, "compare", allow_upload=False)
-if item is None:
-    st.stop()
-
-cache = session.cache_in(st.session_state)
-probs = session.class_scores(explainer, state.model_id, item, cache)
-default = [card.classes[i] for i in explainer.default_targets(probs[None])[0]]
+opened = _shared.open_image_page(
+    "Compare methods",
+    "One image, many methods: which maps land on the boxes of each class?",
+    "compare",
+    allow_upload=False,
+)
+state, explainer, item, cache = opened.state, opened.explainer, opened.item, opened.cache
+card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
 for cls in sorted({b.cls for b in item.boxes}):
     if cls in card.classes and cls not in default:
         default.append(cls)

@@ -12,19 +12,14 @@ from pages import _shared
 PANELS_PER_ROW = 3
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, "otsu")
 
-state = _shared.app_state()
-st.title("Explore")
-st.caption("Where does the model look for each defect class, and does it land on the boxes?")
-explainer = _shared.require_explainer(state)
-card = explainer.card
-
-item = _shared.image_picker(state, "explore", allow_upload=True)
-if item is None:
-    st.stop()
-
-cache = session.cache_in(st.session_state)
-probs = session.class_scores(explainer, state.model_id, item, cache)
-default = [card.classes[i] for i in explainer.default_targets(probs[None])[0]]
+opened = _shared.open_image_page(
+    "Explore",
+    "Where does the model look for each defect class, and does it land on the boxes?",
+    "explore",
+    allow_upload=True,
+)
+state, explainer, item, cache = opened.state, opened.explainer, opened.item, opened.cache
+card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
 gt_classes = sorted({b.cls for b in item.boxes})
 
 info, chart = st.columns([3, 2], vertical_alignment="top")
