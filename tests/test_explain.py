@@ -265,3 +265,24 @@ def test_lime_runs_and_is_class_specific(model, images):
     a, b = exp.get(0, 0, "lime").cam, exp.get(0, 1, "lime").cam
     assert a.shape == (SIZE, SIZE) and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
     assert not np.array_equal(a, b)
+
+
+def test_scorecam_shares_one_score_among_dead_channels_and_still_equals_library(model, images):
+    import copy
+
+    dead = copy.deepcopy(model)
+    with torch.no_grad():  # 200 of layer4's 512 output channels become all-zero after the ReLU
+        dead.layer4[-1].bn2.weight[:200] = 0
+        dead.layer4[-1].bn2.bias[:200] = -1e4
+    x = preprocess(images[:1], _card())
+    acts = {}
+    h = dead.layer4.register_forward_hook(lambda _m, _i, o: acts.setdefault("a", o))
+    with torch.no_grad():
+        dead(x)
+    h.remove()
+    assert (acts["a"][0, :200] == 0).all()
+    exp = Explainer(dead, _card()).explain(images[:1], ["scorecam"], targets=[[1, 3]])
+    ref = reference_cam(dead, "scorecam", torch.cat([x, x]), [1, 3], ["layer4"])
+    ours = np.stack([exp.get(0, c, "scorecam").cam for c in (1, 3)])
+    assert ref.max() > 0.99
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
