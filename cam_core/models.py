@@ -231,34 +231,69 @@ def _register_builtin() -> None:
 
 
 class LocalEvidenceNet(nn.Module):
-    """ResNet trunk to ``layer3`` (stride 16), 1×1-conv class score maps, log-sum-exp pooling.
+    """ResNet trunk to ``layer3`` (or ``layer2``), 1×1-conv class score maps, log-sum-exp pooling.
 
     Built for maps that land on the defect (see docs/localization.md): each class logit is a
     smooth maximum (LSE, sharpness ``r``; Durand et al.'s WILDCAT / Oquab et al. 2015) of a
     per-location class score, so the score map *is* the evidence the model used and a CAM of
-    ``layer3`` reproduces it. Every padded convolution reflects instead of zero-padding, which
-    removes the border cue the plain ResNet uses as a positional shortcut on NEU-DET.
+    the last feature layer reproduces it. Every padded convolution reflects instead of
+    zero-padding, which removes the border cue the plain ResNet uses as a positional shortcut on
+    NEU-DET.
+
+    ``stages=2`` cuts the trunk after ``layer2`` (stride 8, receptive field 99 px instead of
+    211 px) and adds a BagNet-style ``head`` of 1×1 convolutions (Brendel & Bethge 2019): more
+    capacity per location without widening what a location can see, so a location's score can
+    only use its own ≈ 100-px patch.
     """
 
-    def __init__(self, num_classes: int, depth: str = "resnet18", r: float = 4.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        depth: str = "resnet18",
+        r: float = 4.0,
+        stages: int = 3,
+        head_width: int = 0,
+    ) -> None:
         super().__init__()
+        if stages not in (2, 3):
+            raise ValueError(f"stages must be 2 or 3, got {stages}")
         base = getattr(tvm, depth)(weights=None)
         self.conv1, self.bn1 = base.conv1, base.bn1
         self.relu, self.maxpool = base.relu, base.maxpool
-        self.layer1, self.layer2, self.layer3 = base.layer1, base.layer2, base.layer3
-        channels = self.layer3[-1].conv2.out_channels if depth in ("resnet18", "resnet34") else (
-            self.layer3[-1].conv3.out_channels
-        )
+        self.layer1, self.layer2 = base.layer1, base.layer2
+        last = base.layer2
+        if stages == 3:
+            self.layer3 = last = base.layer3
+        block = last[-1]
+        channels = (block.conv3 if hasattr(block, "conv3") else block.conv2).out_channels
+        self.head: nn.Module = nn.Identity()
+        if head_width:
+            self.head = nn.Sequential(
+                nn.Conv2d(channels, head_width, 1, bias=False),
+                nn.BatchNorm2d(head_width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(head_width, head_width, 1, bias=False),
+                nn.BatchNorm2d(head_width),
+                nn.ReLU(inplace=True),
+            )
+            channels = head_width
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
         self.r = r
+        self.stages = stages
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
                 m.padding_mode = "reflect"
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        if self.stages == 3:
+            x = self.layer3(x)
+        return self.head(x)
+
     def score_maps(self, x: torch.Tensor) -> torch.Tensor:
         """(B, K, h, w) class evidence per location."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.classifier(self.layer3(self.layer2(self.layer1(x))))
+        return self.classifier(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, K) logits: log-mean-exp of r × the score maps, divided by r."""
@@ -279,9 +314,23 @@ for _depth in ("resnet18", "resnet34"):
             head="classifier",
             gap_linear=False,
             description=f"{_depth} trunk to layer3 + 1x1 class maps + log-sum-exp pooling, "
-            "reflect padding: maps that point at the defect (this project's NEU-DET default).",
+            "reflect padding: maps that point at the defect.",
         )
     )
+register_arch(
+    ArchSpec(
+        name="patch_resnet18",
+        builder=functools.partial(LocalEvidenceNet, depth="resnet18", stages=2, head_width=256),
+        target_layers=("head", "layer2"),
+        input_size=200,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        head="classifier",
+        gap_linear=False,
+        description="resnet18 trunk cut at layer2 (99-px receptive field) + BagNet-style 1x1 "
+        "head + log-sum-exp pooling, reflect padding: evidence that stays local.",
+    )
+)
 
 # --------------------------------------------------------------------------------------------
 # Layers by name
