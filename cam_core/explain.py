@@ -245,6 +245,16 @@ class Explainer:
                 p.requires_grad_(flag)
                 p.grad = grad
 
+    def _let_others_in(self) -> None:
+        """Release the model's lock for a moment, then take it back (however deeply held).
+
+        Called by the slow perturbation methods between chunks, where this call has no hook
+        attached and the model is in eval mode: another session's call (a 50-ms Grad-CAM) runs
+        there instead of waiting out a whole Score-CAM. Its own guard leaves the model as it
+        found it.
+        """
+        threading.Condition(self.lock).wait(timeout=0.002)
+
     def _layer_names(self, layers: str | None) -> list[str]:
         names = [n.strip() for n in (layers or self.default_layer).split("+") if n.strip()]
         for n in names:
@@ -502,16 +512,12 @@ class Explainer:
                 masks = up[i, live]
                 if len(live) < up.shape[1]:  # one all-zero copy stands for every dead channel
                     masks = torch.cat([masks, torch.zeros_like(up[i, :1])])
-                scored = torch.cat(
-                    [
-                        self.model(
-                            (x[i : i + 1] * masks[k : k + chunk, None]).contiguous(
-                                memory_format=torch.channels_last
-                            )
-                        )
-                        for k in range(0, masks.shape[0], chunk)
-                    ]
-                )
+                parts = []
+                for k in range(0, masks.shape[0], chunk):
+                    self._let_others_in()
+                    xs = x[i : i + 1] * masks[k : k + chunk, None]
+                    parts.append(self.model(xs.contiguous(memory_format=torch.channels_last)))
+                scored = torch.cat(parts)
                 scores = scored[-1:].expand(up.shape[1], -1).clone()  # (C, K)
                 scores[live] = scored[: len(live)]
                 weights = torch.softmax(scores[:, cls_idx[rows]].T, dim=-1)  # (targets, C)
@@ -546,6 +552,7 @@ class Explainer:
             n_ch = a.shape[0]
             scores = []
             for k in range(0, n_ch, chunk):
+                self._let_others_in()
                 ks = torch.arange(k, min(k + chunk, n_ch), device=x.device)
                 batch = a.expand(len(ks), *a.shape).clone()
                 batch[torch.arange(len(ks)), ks] = value
@@ -592,6 +599,7 @@ class Explainer:
         std = torch.tensor(self.card.std, device=x.device)[:, None, None]
 
         def classify(batch: np.ndarray) -> np.ndarray:
+            self._let_others_in()
             t = torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(x.device)
             with torch.no_grad():
                 return self._probs(self.model((t - mean) / std)).cpu().numpy()

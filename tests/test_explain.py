@@ -286,3 +286,55 @@ def test_scorecam_shares_one_score_among_dead_channels_and_still_equals_library(
     ours = np.stack([exp.get(0, c, "scorecam").cam for c in (1, 3)])
     assert ref.max() > 0.99
     np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("slow_method", ["scorecam", "ablationcam"])
+def test_a_long_perturbation_method_lets_a_quick_gradcam_through(
+    model, images, monkeypatch, slow_method
+):
+    """A session's Score-CAM must not make another session's Grad-CAM wait for all of it."""
+    import time
+
+    card = _card()
+    serial_slow = Explainer(model, card).explain(images[:2], [slow_method], targets=[[0], [1]])
+    serial_quick = Explainer(model, card).explain(images[2:], ["gradcam"], targets=[[2]])
+    started = threading.Event()
+    original = Explainer._let_others_in
+
+    def spy(self: Explainer) -> None:
+        started.set()
+        original(self)
+
+    monkeypatch.setattr(Explainer, "_let_others_in", spy)
+    done: dict[str, float] = {}
+    out: dict[str, object] = {}
+    errors: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            out["slow"] = Explainer(model, card).explain(
+                images[:2], [slow_method], targets=[[0], [1]]
+            )
+        except BaseException as e:
+            errors.append(e)
+        done["slow"] = time.perf_counter()
+
+    def quick() -> None:
+        try:
+            assert started.wait(60)
+            out["quick"] = Explainer(model, card).explain(images[2:], ["gradcam"], targets=[[2]])
+        except BaseException as e:
+            errors.append(e)
+        done["quick"] = time.perf_counter()
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=quick)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert done["quick"] < done["slow"], "the quick call waited for the whole slow method"
+    for key, ref in (("slow", serial_slow), ("quick", serial_quick)):
+        for a, b in zip(ref.results, out[key].results, strict=True):
+            np.testing.assert_array_equal(a.cam, b.cam)
+    assert _no_hooks(model)
