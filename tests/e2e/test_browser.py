@@ -134,3 +134,83 @@ def test_upload_neu_image_two_methods_then_evaluate(browser_page, server):
     page.get_by_role("heading", name="Models", exact=True).wait_for()
     _idle(page)
     _shot(page, "models")
+
+
+class _Payload:
+    """Unpickling this would create ``marker``: the app must refuse it without running it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_hostile_checkpoints_are_named_and_refused_then_a_good_one_loads(
+    browser_page, server, tmp_path
+):
+    import torch
+
+    from cam_core.data import NEU_CLASSES
+    from cam_core.models import ModelCard, build_model, save_model
+
+    marker = tmp_path / "pwned"
+    good = build_model("local_resnet18", 6).state_dict()
+    files = {}
+    files["evil.pt"] = {"conv1.weight": torch.zeros(1), "payload": _Payload(marker)}
+    files["nan.pt"] = {k: v.clone() for k, v in good.items()}
+    files["nan.pt"]["conv1.weight"][0] = float("nan")
+    files["five.pt"] = good
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / name)
+    whole = (tmp_path / "five.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    card = ModelCard(
+        name="browser-ok",
+        arch="local_resnet18",
+        classes=NEU_CLASSES,
+        multilabel=False,
+        input_size=64,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    )
+    save_model(build_model("local_resnet18", 6), card, tmp_path / "ok" / "ok.pt")
+    expected = {  # file → (arch chosen, class names typed, what the error must say)
+        "evil.pt": ("guess from the weights", None, "would execute code"),
+        "nan.pt": ("local_resnet18", None, "contains NaN or inf"),
+        "five.pt": ("local_resnet18", "a, b, c, d, e", "has 6 outputs but 5 class names"),
+        "cut.pt": ("local_resnet18", None, "not a readable PyTorch checkpoint"),
+        "empty.pt": ("local_resnet18", None, "checkpoint file is empty"),
+    }
+    page = browser_page
+    page.goto(server)
+    page.locator("[data-testid=stSidebarNav] a", has_text="Models").click()
+    page.get_by_role("heading", name="Models", exact=True).wait_for()
+    settled(page)
+    form = page.locator("[data-testid=stForm]").first
+    for name, (arch, classes, message) in expected.items():
+        form.locator("[data-testid=stFileUploader] input[type=file]").first.set_input_files(
+            str(tmp_path / name)
+        )
+        form.locator("[data-testid=stSelectbox] input").first.click()
+        page.keyboard.type(arch)  # the dropdown filters as one types; Enter takes the match
+        page.keyboard.press("Enter")
+        form.locator("textarea").fill(classes or ", ".join(NEU_CLASSES))
+        form.get_by_role("button", name="Load checkpoint").click()
+        settled(page)
+        alert = page.locator("[data-testid=stAlertContentError]", has_text=name)
+        alert.wait_for()
+        assert message in alert.inner_text(), alert.inner_text()
+        assert not marker.exists(), "the pickle's payload ran"
+    form.locator("[data-testid=stFileUploader] input[type=file]").nth(0).set_input_files(
+        str(tmp_path / "ok" / "ok.pt")
+    )
+    form.locator("[data-testid=stFileUploader] input[type=file]").nth(1).set_input_files(
+        str(tmp_path / "ok" / "ok.json")
+    )
+    form.get_by_role("button", name="Load checkpoint").click()
+    page.get_by_text("ok.pt loaded").wait_for()
+    settled(page)
+    assert page.locator("[data-testid=stAlertContentError]").count() == 0
+    _shot(page, "models_after_hostile_checkpoints")
