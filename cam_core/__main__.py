@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core {train,explain,evaluate,synth} …`` (``--help`` on each)."""
+"""Command line: ``python -m cam_core {train,explain,evaluate,synth,mosaics} …`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -145,8 +145,15 @@ def _synth(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _mosaics(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from cam_core.train import write_mosaic_folder
+
+    print(write_mosaic_folder(args.data, args.out, args.split, args.n, args.seed))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser (subcommands train, explain, evaluate, synth)."""
+    """The CLI's argument parser (subcommands train, explain, evaluate, synth, mosaics)."""
     p = argparse.ArgumentParser(prog="python -m cam_core", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -195,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-class", type=int, default=20)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_synth)
+
+    m = sub.add_parser("mosaics", help="write held-out 2x2 mosaics of a split as a VOC folder")
+    m.add_argument("--data", required=True, help="NEU-DET root (flat or Kaggle layout)")
+    m.add_argument("--out", required=True)
+    m.add_argument("--split", default="test", choices=["train", "val", "test"])
+    m.add_argument("--n", type=int, default=200)
+    m.add_argument("--seed", type=int, default=12345)
+    m.set_defaults(func=_mosaics)
     return p
 
 

@@ -168,6 +168,34 @@ def val_mosaics(items: Sequence[_Item], n: int = 200, seed: int = 12345) -> list
     return [_mosaic_item(items, rng) for _ in range(n)]
 
 
+def write_mosaic_folder(
+    data: str | Path, out_dir: str | Path, split: str = "test", n: int = 200, seed: int = 12345
+) -> Path:
+    """Write ``n`` 2×2 mosaics of ``split`` images (never trained on when ``split`` is val/test)
+    as a VOC folder (``IMAGES/mosaic_<k>.png`` + ``ANNOTATIONS/mosaic_<k>.xml``, boxes carried).
+
+    Evaluate per-class maps on it with ``--target-rule box-classes``: every class present in a
+    mosaic is explained and scored against its own boxes only.
+    """
+    from cam_core.synth import voc_xml
+
+    samples = split_samples(load_dataset(data).samples)[split]
+    if not samples:
+        raise ValueError(f"{str(data)!r}: the {split!r} split is empty")
+    items = _load_items(samples)
+    out = Path(out_dir)
+    (out / "IMAGES").mkdir(parents=True, exist_ok=True)
+    (out / "ANNOTATIONS").mkdir(parents=True, exist_ok=True)
+    for k, it in enumerate(val_mosaics(items, n=n, seed=seed)):
+        name = f"mosaic_{k:04d}.png"
+        if not cv2.imwrite(str(out / "IMAGES" / name), it.image):
+            raise OSError(f"could not write {out / 'IMAGES' / name}")
+        (out / "ANNOTATIONS" / f"mosaic_{k:04d}.xml").write_bytes(
+            voc_xml(name, it.image.shape, it.boxes)
+        )
+    return out
+
+
 def evaluate_classifier(
     model: nn.Module, card: ModelCard, items: Sequence[_Item], batch_size: int = 64
 ) -> dict[str, object]:

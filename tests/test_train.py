@@ -190,3 +190,17 @@ def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
     assert figures["macro_f1"] == pytest.approx(stated["macro_f1"], abs=0.005)
     f1 = {c: v["f1"] for c, v in figures["per_class"].items()}
     assert min(f1.values()) >= 0.95, f"per-class F1 on held-out mosaics: {f1}"
+
+
+def test_held_out_mosaic_folder_loads_back_with_every_quadrants_boxes(tmp_path):
+    from cam_core.train import write_mosaic_folder
+
+    src = write_voc_folder(tmp_path / "src", n_per_class=8, seed=3, size=200)
+    out = write_mosaic_folder(src, tmp_path / "mosaics", split="test", n=6, seed=1)
+    ds = load_dataset(out)
+    assert len(ds.samples) == 6
+    for s in ds.samples:
+        assert s.label is None and len(set(s.labels)) >= 2  # no file class; several box classes
+        quadrants = {(int(b.y0 >= 100), int(b.x0 >= 100)) for b in s.boxes}
+        assert quadrants == {(0, 0), (0, 1), (1, 0), (1, 1)}
+        assert all(0 <= b.x0 < b.x1 <= 200 and 0 <= b.y0 < b.y1 <= 200 for b in s.boxes)
