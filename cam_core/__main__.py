@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core {train,explain,evaluate,synth,mosaics} …`` (``--help`` on each)."""
+"""Command line: ``python -m cam_core {train,explain,evaluate,synth,mosaics} …`` (``-h`` each)."""
 
 from __future__ import annotations
 
