@@ -368,7 +368,8 @@ MapKey = tuple[str, str, str, str, int]
 
 @dataclass
 class MapCache:
-    """Maps and class scores already computed, bounded to ``capacity`` maps (oldest dropped).
+    """Maps and class scores already computed, each bounded to ``capacity`` entries (oldest
+    dropped), so a session that browses thousands of images holds at most ``capacity`` of each.
 
     Kept in the browser session so moving a slider never recomputes a map.
     """
@@ -383,6 +384,13 @@ class MapCache:
         self.maps[key] = result
         while len(self.maps) > self.capacity:
             self.maps.pop(next(iter(self.maps)))
+
+    def put_probs(self, key: tuple[str, str], probs: np.ndarray) -> None:
+        """Store one image's class scores as the newest entry."""
+        self.probs.pop(key, None)
+        self.probs[key] = probs
+        while len(self.probs) > self.capacity:
+            self.probs.pop(next(iter(self.probs)))
 
 
 def cache_in(store: MutableMapping[str, object], key: str = "map_cache") -> MapCache:
@@ -400,7 +408,7 @@ def class_scores(
     """(K,) class probabilities of ``item`` (cached)."""
     key = (model_id, item.key)
     if key not in cache.probs:
-        cache.probs[key] = explainer.predict([item.image])[0]
+        cache.put_probs(key, explainer.predict([item.image])[0])
     return cache.probs[key]
 
 

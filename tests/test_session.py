@@ -286,3 +286,43 @@ def test_recommended_configuration_comes_first_and_is_described():
     )
     assert session.recommended_caption(plain) is None
     assert session.layer_options(plain)[0] == "layer4"
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status: RSS cannot be read on this platform")
+
+
+@pytest.mark.slow
+def test_soak_many_images_keep_caches_bounded_and_memory_flat():
+    """A session that browses 200 different images: caches stay at their bound, no hook is
+    left on the shared model, and the process's memory levels off after warm-up."""
+    import gc
+
+    from cam_core.explain import Explainer
+    from cam_core.models import load_model
+
+    root = Path(__file__).resolve().parents[1] / "models" / "demo-synthetic" / "model.pt"
+    loaded = load_model(root)
+    ex = Explainer(loaded.model, loaded.card)
+    cache = session.MapCache(capacity=40)
+    rng = np.random.default_rng(0)
+    rss = []
+    for i in range(200):
+        image = rng.integers(0, 256, (128, 128), dtype=np.uint8)
+        item = session.ImageItem(
+            f"k{i}", f"{i}.png", image, Sample(Path(f"{i}.png"), None), "upload"
+        )
+        session.class_scores(ex, "demo", item, cache)
+        maps, errors = session.compute_maps(
+            ex, "demo", item, ["gradcam", "gradcam++"], [i % 6, (i + 1) % 6], "layer2", cache
+        )
+        assert not errors and len(maps) == 4
+        if i in (49, 199):
+            gc.collect()
+            rss.append(_rss_mib())
+    assert len(cache.maps) == 40 and len(cache.probs) == 40
+    assert all(not m._forward_hooks and not m._backward_hooks for m in loaded.model.modules())
+    assert rss[1] - rss[0] < 30, f"RSS grew {rss[1] - rss[0]:.1f} MiB over 150 images: {rss}"
