@@ -977,6 +977,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="pick method/layer/threshold on the val split; write it into the model card",
     )
     p.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7", help="for --auto-configure")
+    p.add_argument(
+        "--calibration-split",
+        default="val",
+        choices=[*SPLITS, "all"],
+        help="split of --data that --auto-configure chooses on (all: a folder made only for it, "
+        "such as held-out val mosaics)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
@@ -1040,10 +1047,11 @@ def run_cli(args: argparse.Namespace) -> int:
 
     try:
         if args.auto_configure:
+            cal_split = None if args.calibration_split == "all" else args.calibration_split
             val = _limited(
-                sorted(load_dataset(cfg.data, split="val").samples, key=_stem), cfg.limit
+                sorted(load_dataset(cfg.data, split=cal_split).samples, key=_stem), cfg.limit
             )
-            bar.set_description("calibrating (val)")
+            bar.set_description(f"calibrating ({args.calibration_split})")
             rec = auto_configure(
                 explainer,
                 val,
@@ -1051,16 +1059,18 @@ def run_cli(args: argparse.Namespace) -> int:
                 cfg.layers,
                 thresholds=thresholds,
                 target_rule=cfg.target_rule,
+                split=cal_split or f"all of {Path(cfg.data).name}",
                 tau=cfg.tau,
                 tolerance=cfg.tolerance,
                 progress=progress,
             )
             card_file = _write_recommended(cfg.checkpoint, loaded.card, rec)
             bar.write(
-                f"auto-configure on val (n={rec['calibration']['n']}): {rec['method']} @ "
+                f"auto-configure on {args.calibration_split} (n={rec['calibration']['n']}): "
+                f"{rec['method']} @ "
                 f"{rec['layer']}, threshold {rec['threshold']:g} → written to {card_file}"
             )
-            if cfg.split == "val":
+            if cfg.split == cal_split:
                 bar.write(
                     "warning: evaluating on the calibration split (val): figures are optimistic"
                 )
