@@ -243,8 +243,10 @@ _CHECKPOINT_NAMES = ("model.pt", "model.safetensors", "model.pth")
 
 
 def bundled_models(models_dir: str | Path) -> list[ModelRef]:
-    """Models shipped in ``models_dir/<name>/`` (a checkpoint with its ``model.json`` card),
-    real-data models first, then synthetic ones, by name.
+    """Models shipped in ``models_dir/<name>/`` (a checkpoint with its ``model.json`` card).
+
+    Order (the first real-data one is the app's default): real data before synthetic,
+    single-label before multi-label, then the higher validation accuracy, then the name.
     """
     refs = []
     base = Path(models_dir)
@@ -261,8 +263,13 @@ def bundled_models(models_dir: str | Path) -> list[ModelRef]:
             card = {}
         synthetic = bool(card.get("synthetic")) or "synth" in folder.name
         label = folder.name + (" (synthetic demo)" if synthetic else "")
-        refs.append(ModelRef(label, str(ckpt), synthetic=synthetic))
-    return sorted(refs, key=lambda r: (r.synthetic, r.label))
+        try:
+            accuracy = float(card["metrics"]["val"]["accuracy"])
+        except (KeyError, TypeError, ValueError):
+            accuracy = 0.0
+        rank = (synthetic, bool(card.get("multilabel")), -accuracy, label)
+        refs.append((rank, ModelRef(label, str(ckpt), synthetic=synthetic)))
+    return [ref for _, ref in sorted(refs, key=lambda pair: pair[0])]
 
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cam-core-uploads"

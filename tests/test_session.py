@@ -100,15 +100,29 @@ def test_item_from_sample_rescales_boxes_when_xml_size_differs(tmp_path):
     assert "boxes rescaled" in item.warnings[0]
 
 
-def test_bundled_models_orders_real_before_synthetic(tmp_path):
-    for name, synthetic in (("zeta-real", False), ("alpha-synthetic", True), ("no-card", False)):
+def test_bundled_models_order_puts_the_best_real_single_label_model_first(tmp_path):
+    import json
+
+    cards = {
+        "zeta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.99}}},
+        "beta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.97}}},
+        "alpha-multi": {"multilabel": True, "metrics": {"val": {"accuracy": 0.999}}},
+        "alpha-synthetic": {"synthetic": True, "metrics": {"val": {"accuracy": 1.0}}},
+        "no-card": None,
+    }
+    for name, card in cards.items():
         folder = tmp_path / name
         folder.mkdir()
         (folder / "model.pt").write_bytes(b"x")
-        if name != "no-card":
-            (folder / "model.json").write_text(f'{{"synthetic": {str(synthetic).lower()}}}')
+        if card is not None:
+            (folder / "model.json").write_text(json.dumps(card))
     refs = session.bundled_models(tmp_path)
-    assert [r.label for r in refs] == ["zeta-real", "alpha-synthetic (synthetic demo)"]
+    assert [r.label for r in refs] == [
+        "zeta-real",
+        "beta-real",
+        "alpha-multi",
+        "alpha-synthetic (synthetic demo)",
+    ]
     assert session.bundled_models(tmp_path / "absent") == []
 
 

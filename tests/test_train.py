@@ -156,7 +156,7 @@ def test_demo_model_points_into_planted_defects():
 
 
 @needs_neu
-@pytest.mark.parametrize("name", ["neu-local-resnet18"])
+@pytest.mark.parametrize("name", ["neu-local-resnet18", "neu-patch-resnet18"])
 def test_bundled_neu_model_reaches_its_stated_accuracy(name):
     path = _bundled(name)
     loaded = load_model(path)
