@@ -221,3 +221,21 @@ def test_models_page_trains_a_tiny_model_with_progress(app, tmp_path, monkeypatc
     assert (tmp_path / "runs" / "tiny" / "model.pt").is_file()
     assert any("epoch 0: val accuracy" in c.value for c in at.caption)
     assert any(s.value.startswith("Saved ") for s in at.success)
+
+
+def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_map():
+    """The first visit with NEU-DET present: the most accurate real single-label model, its
+    auto-configured layer first in the layer list, and the test split's first image explained."""
+    from streamlit.testing.v1 import AppTest
+
+    from cam_core.data import find_neu_det
+
+    if find_neu_det() is None:
+        pytest.skip("NEU-DET not found (set NEU_DET_DIR or put it in ../shared/NEU-DET)")
+    at = _ok(AppTest.from_file(APP, default_timeout=120).run())
+    assert at.sidebar.selectbox(key="model_choice").value == "neu-patch-resnet18"
+    layer = next(s for s in at.sidebar.selectbox if s.label == "Target layer")
+    assert layer.value == "head" and layer.options[0] == "head"
+    assert any("Recommended: gradcam @ head" in c for c in at.sidebar.caption.values)
+    heat = _heat_captions(at)
+    assert heat and all(("pointing" in c) or ("not scored" in c) for c in heat)
