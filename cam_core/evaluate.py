@@ -981,8 +981,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--calibration-split",
         default="val",
         choices=[*SPLITS, "all"],
-        help="split of --data that --auto-configure chooses on (all: a folder made only for it, "
-        "such as held-out val mosaics)",
+        help="split of the calibration folder that --auto-configure chooses on (all: a folder "
+        "made only for it, such as held-out val mosaics)",
+    )
+    p.add_argument(
+        "--calibration-data",
+        default=None,
+        help="folder --auto-configure chooses on (default --data)",
     )
 
 
@@ -1048,8 +1053,9 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if args.auto_configure:
             cal_split = None if args.calibration_split == "all" else args.calibration_split
+            cal_data = args.calibration_data or cfg.data
             val = _limited(
-                sorted(load_dataset(cfg.data, split=cal_split).samples, key=_stem), cfg.limit
+                sorted(load_dataset(cal_data, split=cal_split).samples, key=_stem), cfg.limit
             )
             bar.set_description(f"calibrating ({args.calibration_split})")
             rec = auto_configure(
@@ -1059,7 +1065,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 cfg.layers,
                 thresholds=thresholds,
                 target_rule=cfg.target_rule,
-                split=cal_split or f"all of {Path(cfg.data).name}",
+                split=cal_split or f"all of {Path(cal_data).name}",
                 tau=cfg.tau,
                 tolerance=cfg.tolerance,
                 progress=progress,
@@ -1070,7 +1076,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 f"{rec['method']} @ "
                 f"{rec['layer']}, threshold {rec['threshold']:g} → written to {card_file}"
             )
-            if cfg.split == cal_split:
+            if cfg.split == cal_split and cal_data == cfg.data:
                 bar.write(
                     "warning: evaluating on the calibration split (val): figures are optimistic"
                 )
