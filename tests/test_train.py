@@ -177,7 +177,7 @@ def test_bundled_neu_model_reaches_its_stated_accuracy(name):
 
 @needs_neu
 def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
-    path = _bundled("neu-multilabel-local-resnet18")
+    path = _bundled("neu-multilabel-patch-resnet18")
     loaded = load_model(path)
     assert loaded.card.multilabel
     from cam_core.data import read_image
@@ -189,9 +189,9 @@ def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
     stated = json.loads(path.with_suffix(".json").read_text())["metrics"]["val_mosaic"]
     assert figures["macro_f1"] == pytest.approx(stated["macro_f1"], abs=0.005)
     f1 = {c: v["f1"] for c, v in figures["per_class"].items()}
-    # The target is 0.95 for every class; the bundled model reaches 0.87 (pitted_surface)
-    # to 1.00 (models/README.md). This holds what it reaches, so a worse retrain fails.
-    assert figures["macro_f1"] >= 0.94 and min(f1.values()) >= 0.85, f1
+    # The target is 0.95 for every class; the bundled model reaches 0.89 (inclusion) to
+    # 1.00 (models/README.md). This holds what it reaches, so a worse retrain fails.
+    assert figures["macro_f1"] >= 0.96 and min(f1.values()) >= 0.88, f1
 
 
 def test_held_out_mosaic_folder_loads_back_with_every_quadrants_boxes(tmp_path):
