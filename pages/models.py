@@ -103,6 +103,8 @@ def _register(ref: session.ModelRef) -> None:
 
 
 st.subheader("Use your own checkpoint")
+if loaded_message := st.session_state.pop("model_loaded_message", None):
+    st.success(loaded_message)  # set just before the rerun that selects the new model
 with st.form("upload_model"):
     ckpt = st.file_uploader(
         "Checkpoint (state_dict in .pt/.pth, or .safetensors)",
@@ -142,7 +144,10 @@ if submitted:
             st.error(session.name_in_message(text), icon=":material/block:")
         else:
             _register(ref)
-            st.success(f"{ckpt.name} loaded; it is now selected in the sidebar.")
+            # st.rerun() discards this run's elements: the message is shown by the next run.
+            st.session_state["model_loaded_message"] = (
+                f"{ckpt.name} loaded; it is now selected in the sidebar."
+            )
             st.rerun()
 
 st.subheader("Train a model")

@@ -203,6 +203,7 @@ def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
     assert at.sidebar.selectbox(key="model_choice").value == "mine.pt (uploaded)"
     assert at.subheader[0].value == "demo-synthetic"
     assert any("mine.pt" in c.value for c in at.caption)
+    assert [m.value for m in at.success] == ["mine.pt loaded; it is now selected in the sidebar."]
 
 
 def test_models_page_trains_a_tiny_model_with_progress(app, tmp_path, monkeypatch):

@@ -120,7 +120,7 @@ def test_every_arch_builds_and_its_layers_resolve(name: str) -> None:
     for layer in spec.target_layers:
         module = resolve_layer(model, layer)
         assert named[layer] is module  # canonical dotted names, usable as hook names
-    if name.startswith("local_"):  # this project's NEU archs: native 200 px, gray statistics
+    if name.startswith(("local_", "patch_")):  # this project's NEU archs: 200 px, gray statistics
         assert (spec.input_size, spec.mean, spec.std) == (200, (0.5,) * 3, (0.25,) * 3)
     else:  # torchvision / fastai: ImageNet conventions
         assert spec.input_size == 224

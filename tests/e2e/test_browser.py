@@ -146,6 +146,14 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
+def _uploaded(scope, name: str) -> None:
+    """Wait until ``name``'s file chip is shown and no upload spinner is left in ``scope``."""
+    scope.locator("[data-testid=stFileChip]", has_text=name).wait_for()
+    scope.page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stFileChipIconSpinner]').length === 0"
+    )
+
+
 def test_hostile_checkpoints_are_named_and_refused_then_a_good_one_loads(
     browser_page, server, tmp_path
 ):
@@ -193,6 +201,7 @@ def test_hostile_checkpoints_are_named_and_refused_then_a_good_one_loads(
         form.locator("[data-testid=stFileUploader] input[type=file]").first.set_input_files(
             str(tmp_path / name)
         )
+        _uploaded(form, name)
         form.locator("[data-testid=stSelectbox] input").first.click()
         page.keyboard.type(arch)  # the dropdown filters as one types; Enter takes the match
         page.keyboard.press("Enter")
@@ -209,8 +218,15 @@ def test_hostile_checkpoints_are_named_and_refused_then_a_good_one_loads(
     form.locator("[data-testid=stFileUploader] input[type=file]").nth(1).set_input_files(
         str(tmp_path / "ok" / "ok.json")
     )
+    for name in ("ok.pt", "ok.json"):  # both uploads finished before the form is submitted
+        _uploaded(form, name)
+    settled(page)
     form.get_by_role("button", name="Load checkpoint").click()
-    page.get_by_text("ok.pt loaded").wait_for()
+    try:
+        page.get_by_text("ok.pt loaded").wait_for()
+    except Exception:
+        _shot(page, "models_good_checkpoint_failed")
+        raise
     settled(page)
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
     _shot(page, "models_after_hostile_checkpoints")
