@@ -83,6 +83,12 @@ for message in errors.values():
 
 
 @st.fragment
+def recommended_threshold(card: ModelCard) -> float:
+    """The model card's auto-configured map → boxes threshold (0.5 without one)."""
+    value = (card.recommended or {}).get("threshold")
+    return value if value in THRESHOLDS else 0.5
+
+
 def panels(
     item: session.ImageItem,
     maps: dict[tuple[str, int], CamResult],
@@ -118,7 +124,7 @@ def panels(
     threshold = c3.selectbox(
         "Map → boxes threshold",
         THRESHOLDS,
-        _shared.index_of(THRESHOLDS, pref("box_threshold", 0.5)),
+        _shared.index_of(THRESHOLDS, pref("box_threshold", recommended_threshold(card))),
         key="box_threshold",
         on_change=keep,
         args=("box_threshold", "box_threshold"),
