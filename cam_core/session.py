@@ -404,9 +404,19 @@ def cache_in(store: MutableMapping[str, object], key: str = "map_cache") -> MapC
     """The :class:`MapCache` kept in ``store`` (e.g. ``st.session_state``), created on first use."""
     cache = store.get(key)
     if not isinstance(cache, MapCache):
-        cache = MapCache()
+        cache = MapCache(capacity=map_cache_capacity())
         store[key] = cache
     return cache
+
+
+def map_cache_capacity(default: int = MapCache.capacity) -> int:
+    """Maps kept per browser session: ``$CAM_CORE_MAP_CACHE`` when set to a positive integer."""
+    raw = os.environ.get("CAM_CORE_MAP_CACHE", "")
+    try:
+        value = int(raw)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def class_scores(

@@ -196,6 +196,12 @@ def test_map_cache_drops_the_oldest():
     assert session.cache_in(store) is session.cache_in(store)
 
 
+def test_map_cache_capacity_from_the_environment(monkeypatch):
+    for raw, expected in (("12", 12), ("0", 400), ("-3", 400), ("lots", 400), ("", 400)):
+        monkeypatch.setenv("CAM_CORE_MAP_CACHE", raw)
+        assert session.cache_in({}).capacity == expected
+
+
 def test_worst_cases_skip_baselines_and_errors():
     rows = pd.DataFrame(
         [
