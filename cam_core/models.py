@@ -301,35 +301,40 @@ class LocalEvidenceNet(nn.Module):
         return (torch.logsumexp(self.r * s, dim=2) - math.log(s.shape[2])) / self.r
 
 
-_register_builtin()
-for _depth in ("resnet18", "resnet34"):
+def _register_neu_arch(
+    name: str, builder: Callable[[int], nn.Module], layers: tuple[str, ...], description: str
+) -> None:
+    """Register one of the project's NEU-DET archs: 200 px, gray statistics, 1×1 class maps."""
     register_arch(
         ArchSpec(
-            name=f"local_{_depth}",
-            builder=functools.partial(LocalEvidenceNet, depth=_depth),
-            target_layers=("layer3", "layer2"),
+            name=name,
+            builder=builder,
+            target_layers=layers,
             input_size=200,
             mean=(0.5, 0.5, 0.5),
             std=(0.25, 0.25, 0.25),
             head="classifier",
             gap_linear=False,
-            description=f"{_depth} trunk to layer3 + 1x1 class maps + log-sum-exp pooling, "
-            "reflect padding: maps that point at the defect.",
+            description=description,
         )
     )
-register_arch(
-    ArchSpec(
-        name="patch_resnet18",
-        builder=functools.partial(LocalEvidenceNet, depth="resnet18", stages=2, head_width=256),
-        target_layers=("head", "layer2"),
-        input_size=200,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        head="classifier",
-        gap_linear=False,
-        description="resnet18 trunk cut at layer2 (99-px receptive field) + BagNet-style 1x1 "
-        "head + log-sum-exp pooling, reflect padding: evidence that stays local.",
+
+
+_register_builtin()
+for _depth in ("resnet18", "resnet34"):
+    _register_neu_arch(
+        f"local_{_depth}",
+        functools.partial(LocalEvidenceNet, depth=_depth),
+        ("layer3", "layer2"),
+        f"{_depth} trunk to layer3 + 1x1 class maps + log-sum-exp pooling, "
+        "reflect padding: maps that point at the defect.",
     )
+_register_neu_arch(
+    "patch_resnet18",
+    functools.partial(LocalEvidenceNet, depth="resnet18", stages=2, head_width=256),
+    ("head", "layer2"),
+    "resnet18 trunk cut at layer2 (99-px receptive field) + BagNet-style 1x1 head + "
+    "log-sum-exp pooling, reflect padding: evidence that stays local.",
 )
 
 # --------------------------------------------------------------------------------------------

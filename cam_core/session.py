@@ -387,17 +387,17 @@ class MapCache:
 
     def put(self, key: MapKey, result: CamResult) -> None:
         """Store one map as the newest entry."""
-        self.maps.pop(key, None)
-        self.maps[key] = result
-        while len(self.maps) > self.capacity:
-            self.maps.pop(next(iter(self.maps)))
+        self._put(self.maps, key, result)
 
     def put_probs(self, key: tuple[str, str], probs: np.ndarray) -> None:
         """Store one image's class scores as the newest entry."""
-        self.probs.pop(key, None)
-        self.probs[key] = probs
-        while len(self.probs) > self.capacity:
-            self.probs.pop(next(iter(self.probs)))
+        self._put(self.probs, key, probs)
+
+    def _put(self, store: dict, key: object, value: object) -> None:
+        store.pop(key, None)
+        store[key] = value
+        while len(store) > self.capacity:
+            store.pop(next(iter(store)))
 
 
 def cache_in(store: MutableMapping[str, object], key: str = "map_cache") -> MapCache:

@@ -271,6 +271,8 @@ def test_synthetic_folder_is_written_once(tmp_path):
 
 
 def test_recommended_configuration_comes_first_and_is_described():
+    import dataclasses
+
     from cam_core.models import ModelCard
 
     card = ModelCard(
@@ -295,15 +297,7 @@ def test_recommended_configuration_comes_first_and_is_described():
     text = session.recommended_caption(card)
     assert text.startswith("Recommended: layercam @ layer3")
     assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
-    plain = ModelCard(
-        name="m",
-        arch="resnet18",
-        classes=("a", "b"),
-        multilabel=False,
-        input_size=64,
-        mean=(0.5,) * 3,
-        std=(0.25,) * 3,
-    )
+    plain = dataclasses.replace(card, recommended=None)
     assert session.recommended_caption(plain) is None
     assert session.layer_options(plain)[0] == "layer4"
 
