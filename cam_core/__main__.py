@@ -21,6 +21,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         mosaic=args.mosaic,
+        box_loss=args.box_loss,
         seed=args.seed,
         limit_per_class=args.limit_per_class,
         max_steps=args.max_steps,
@@ -165,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", default="local_resnet18")
     t.add_argument("--multilabel", action="store_true", help="targets = the set of box classes")
     t.add_argument("--mosaic", type=float, default=0.0, help="fraction of 2x2 mosaics per batch")
+    t.add_argument(
+        "--box-loss",
+        type=float,
+        default=0.0,
+        help="weight of a loss tying each class score map to that class's GT boxes "
+        "(local_*/patch_* archs)",
+    )
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-3)

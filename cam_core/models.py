@@ -295,10 +295,14 @@ class LocalEvidenceNet(nn.Module):
         """(B, K, h, w) class evidence per location."""
         return self.classifier(self.features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, K) logits: log-mean-exp of r × the score maps, divided by r."""
-        s = self.score_maps(x).flatten(2)
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits from (B, K, h, w) score maps: log-mean-exp of r × the maps, over r."""
+        s = maps.flatten(2)
         return (torch.logsumexp(self.r * s, dim=2) - math.log(s.shape[2])) / self.r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits: the pooled score maps."""
+        return self.pool(self.score_maps(x))
 
 
 def _register_neu_arch(

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cam_core.data import Box, Sample, load_dataset, read_image, split_samples
+from cam_core.data import Box, Sample, load_dataset, read_image, rescale_boxes, split_samples
+from cam_core.metrics import box_mask
 from cam_core.models import ModelCard, build_model, get_arch, preprocess, save_model
 
 TrainProgress = Callable[[dict[str, object]], None]
@@ -31,7 +32,10 @@ TrainProgress = Callable[[dict[str, object]], None]
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``mosaic`` is the fraction of each batch made of 2×2 mosaics;
-    ``limit_per_class`` trims the training split (quick runs and tests).
+    ``limit_per_class`` trims the training split (quick runs and tests). ``box_loss`` > 0 adds
+    that weight × a per-location BCE tying each class score map to the class's GT boxes (archs
+    with score maps only: ``local_*`` / ``patch_*``): the model is taught to take its evidence
+    from the defect, which the maps then show.
     """
 
     data: str
@@ -44,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     input_size: int | None = None
     mosaic: float = 0.0
+    box_loss: float = 0.0
     seed: int = 0
     patience: int = 5
     limit_per_class: int | None = None
@@ -73,6 +78,24 @@ def _targets(item: _Item, classes: tuple[str, ...], multilabel: bool) -> np.ndar
         if n in classes:
             y[classes.index(n)] = 1.0
     return y
+
+
+def box_targets(
+    boxes: Sequence[Box],
+    classes: Sequence[str],
+    image_shape: tuple[int, int],
+    map_shape: tuple[int, int],
+) -> np.ndarray:
+    """(K, h, w) float32: the fraction of each score-map cell covered by boxes of class k
+    (``image_shape`` = (H, W) the boxes are annotated on; boxes of other classes are ignored).
+    """
+    out = np.zeros((len(classes), *map_shape), np.float32)
+    for k, c in enumerate(classes):
+        own = [b for b in boxes if b.cls == c]
+        if own:
+            mask = box_mask(own, image_shape).astype(np.float32)
+            out[k] = cv2.resize(mask, (map_shape[1], map_shape[0]), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def augment(
@@ -244,6 +267,32 @@ def evaluate_classifier(
     return out
 
 
+def _box_loss(
+    maps: torch.Tensor, batch: Sequence[_Item], classes: tuple[str, ...], input_size: int
+) -> torch.Tensor:
+    """Mean per-location BCE between the score maps and the box coverage, over the images of
+    ``batch`` that have boxes (an image without boxes says nothing about where its defect is).
+    """
+    size = (input_size, input_size)
+    rows = [i for i, it in enumerate(batch) if it.boxes]
+    if not rows:
+        return maps.sum() * 0.0
+    target = np.stack(
+        [
+            box_targets(
+                rescale_boxes(batch[i].boxes, batch[i].image.shape, size),
+                classes,
+                size,
+                tuple(maps.shape[2:]),
+            )
+            for i in rows
+        ]
+    )
+    return nn.functional.binary_cross_entropy_with_logits(
+        maps[rows], torch.from_numpy(target).to(maps.device)
+    )
+
+
 def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
     """Run ``cfg``; returns the saved checkpoint path (card JSON beside it)."""
     t0 = time.time()
@@ -292,6 +341,11 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
     train_items, val_items = _load_items(train_s), _load_items(val_s)
     device = torch.device(cfg.device)
     model = build_model(cfg.arch, len(classes)).to(device)
+    if cfg.box_loss and not (hasattr(model, "score_maps") and hasattr(model, "pool")):
+        raise ValueError(
+            f"box_loss needs an architecture with class score maps (local_*/patch_*); "
+            f"{cfg.arch!r} has none"
+        )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -339,11 +393,17 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
                     [_targets(it, classes, cfg.multilabel or it.label is None) for it in batch]
                 )
             ).to(device)
-            logits = model(x)
+            if cfg.box_loss:
+                maps = model.score_maps(x)
+                logits = model.pool(maps)
+            else:
+                logits = model(x)
             if cfg.multilabel:
                 loss = loss_fn(logits, y)
             else:  # mosaics carry several classes: soft targets split between them
                 loss = loss_fn(logits, y / y.sum(1, keepdim=True).clamp(min=1))
+            if cfg.box_loss:
+                loss = loss + cfg.box_loss * _box_loss(maps, batch, classes, card.input_size)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

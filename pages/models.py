@@ -28,6 +28,12 @@ def card_view(card: ModelCard, ref: session.ModelRef) -> None:
     ]
     if synthetic:
         badges.append(":orange-badge[synthetic demo: trained on generated images]")
+    box_loss = card.training.get("box_loss") if isinstance(card.training, dict) else None
+    if box_loss:
+        badges.append(
+            f":violet-badge[box-supervised (weight {box_loss}): trained to take its evidence "
+            "from the GT boxes]"
+        )
     st.markdown(" ".join(badges))
     st.caption(f"Checkpoint: `{ref.path}`")
     val = card.metrics.get("val", {}) if isinstance(card.metrics, dict) else {}
@@ -166,6 +172,15 @@ with st.form("train"):
     limit = c3.number_input("Images per class (0 = all)", 0, 10_000, 10)
     batch = c3.number_input("Batch size", 2, 256, 16)
     multilabel_t = c3.checkbox("Multi-label (box classes)")
+    box_loss_t = c1.number_input(
+        "Box supervision weight",
+        0.0,
+        10.0,
+        0.0,
+        step=0.5,
+        help="Ties each class score map to that class's GT boxes (local_* and patch_* "
+        "architectures). 0 = image labels only.",
+    )
     start = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
 
 if start:
@@ -179,6 +194,7 @@ if start:
         batch_size=int(batch),
         input_size=int(input_size),
         limit_per_class=int(limit) or None,
+        box_loss=float(box_loss_t),
         device="cpu",
         name=name,
         command=f"app: Models page, {data_dir}",

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cam_core.data import NEU_CLASSES, Box, find_neu_det, load_dataset
 from cam_core.explain import Explainer
 from cam_core.metrics import pointing_game
 from cam_core.models import load_model
 from cam_core.synth import make_sample_set, write_voc_folder
-from cam_core.train import TrainConfig, _Item, _targets, augment, mosaic, train
+from cam_core.train import (
+    TrainConfig,
+    _box_loss,
+    _Item,
+    _targets,
+    augment,
+    box_targets,
+    mosaic,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NEU = find_neu_det()
@@ -48,6 +59,54 @@ def test_short_cpu_training_writes_a_loadable_checkpoint_and_card(tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
     probs = Explainer(loaded.model, card).predict([np.zeros((200, 200), np.uint8)])
     assert probs.shape == (1, 6)
+
+
+def test_box_targets_cover_the_cells_under_each_class_box():
+    boxes = (Box("a", 0, 0, 100, 200), Box("b", 152, 48, 200, 96))
+    t = box_targets(boxes, ("a", "b", "c"), (200, 200), (25, 25))  # 8-px cells
+    assert t.shape == (3, 25, 25)
+    np.testing.assert_allclose(t[0][:, :12], 1.0)
+    np.testing.assert_allclose(t[0][:, 12], 0.5)  # pixels 96..103: half inside x < 100
+    assert t[0][:, 13:].max() == 0
+    assert t[1][6:12, 19:].min() == 1.0 and t[1].sum() == 36  # exactly those 6 × 6 cells
+    assert t[2].max() == 0  # no box of class c
+
+
+def test_box_loss_prefers_maps_on_the_boxes_and_ignores_images_without_boxes():
+    classes = ("a", "b")
+    img = np.zeros((200, 200), np.uint8)
+    batch = [_Item(img, (Box("a", 0, 0, 100, 200),), "a"), _Item(img, (), "b")]
+    t = torch.from_numpy(box_targets(batch[0].boxes, classes, (200, 200), (25, 25)))
+    on = (t * 2 - 1) * 6  # high on a's boxes, low elsewhere
+    on_box = torch.stack([on, torch.zeros_like(on)])  # the box-less image's map is arbitrary
+    off_box = torch.stack([-on, torch.full_like(on, 9.0)])
+    assert _box_loss(on_box, batch, classes, 200) < 0.05 < _box_loss(off_box, batch, classes, 200)
+    # only image 0 counts: changing image 1's maps changes nothing
+    assert torch.isclose(
+        _box_loss(on_box, batch, classes, 200),
+        _box_loss(torch.stack([on, torch.full_like(on, -9.0)]), batch, classes, 200),
+    )
+    assert float(_box_loss(on_box, batch[1:] * 2, classes, 200)) == 0.0
+
+
+def test_box_supervised_training_runs_and_is_recorded_on_the_card(tmp_path):
+    data = write_voc_folder(tmp_path / "data", n_per_class=6, seed=4)
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        arch="patch_resnet18",
+        input_size=64,
+        epochs=1,
+        batch_size=8,
+        max_steps=2,
+        box_loss=1.0,
+        mosaic=0.5,
+        device="cpu",
+    )
+    card = load_model(train(cfg)).card
+    assert card.training["box_loss"] == 1.0
+    with pytest.raises(ValueError, match=r"score maps.*'resnet18'"):
+        train(replace(cfg, arch="resnet18", out=str(tmp_path / "r2")))
 
 
 def test_training_resumes_from_last_checkpoint(tmp_path):
