@@ -735,11 +735,14 @@ def auto_configure(
 ) -> dict[str, Any]:
     """Pick a (method, layer) and a CAM→box threshold on a calibration split.
 
-    Rule: every (method, layer) is scored by ``(mean metric + mean energy) / 2`` over all
-    scoreable (sample, class) pairs of ``samples`` (``metric`` is one of pointing, pointing_tol,
-    iou, box_iou, energy); the best wins, ties going to the first in ``methods`` × ``layers``
-    order. The threshold is the one in ``thresholds`` whose :func:`cam_to_boxes` boxes give the
-    winner the highest mean best-box IoU (ties: the lowest). ``split`` is only recorded.
+    Rule: every (method, layer) is scored by ``(mean metric + mean energy + MaxBoxAccV2) / 3``
+    over all scoreable (sample, class) pairs of ``samples`` (``metric`` is one of pointing,
+    pointing_tol, iou, box_iou, energy): where the peak lands, how much of the map is on the
+    defect, and whether the map's shape outlines it (a map that is one bright cell can score
+    high on the first two and still draw no useful box); the best wins, ties going to the first
+    in ``methods`` × ``layers`` order. The threshold is the one in ``thresholds`` whose
+    :func:`cam_to_boxes` boxes give the winner the highest mean best-box IoU (ties: the lowest).
+    ``split`` is only recorded.
     Returns a JSON-able dict for ``ModelCard.recommended``: method, layer, threshold, score,
     figures (the winner's summary row), baselines (their pointing/energy), candidates,
     calibration (split, n, target_rule, rule).
@@ -769,7 +772,7 @@ def auto_configure(
         if m in BASELINES or (m, lay) not in overall.index:
             continue
         row = overall.loc[(m, lay)]
-        score = (row[metric] + row["energy"]) / 2
+        score = (row[metric] + row["energy"] + row["maxboxacc_v2"]) / 3
         if row["n"] > 0 and not math.isnan(score):
             candidates.append({"method": m, "layer": lay, "score": float(score)})
     if not candidates:
@@ -799,7 +802,8 @@ def auto_configure(
             "split": split,
             "n": result.n_samples,
             "target_rule": target_rule,
-            "rule": f"max (mean {metric} + mean energy) / 2; threshold = argmax mean box IoU",
+            "rule": f"max (mean {metric} + mean energy + MaxBoxAccV2) / 3; "
+            "threshold = argmax mean box IoU",
         },
     }
 

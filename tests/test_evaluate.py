@@ -303,14 +303,26 @@ def test_row_without_boxes_is_kept_but_not_scored(voc, checkpoint, loaded):
 # --------------------------------------------------------------------- auto-configure
 
 
+class _Peak(nn.Module):
+    """A spot at the middle of the bright region, exactly zero elsewhere: where a wide blur of
+    the input is within 5 % of its maximum."""
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        blur = nn.functional.avg_pool2d(g, 15, stride=1, padding=7, count_include_pad=False)
+        return torch.relu(blur - 0.95 * blur.amax((2, 3), keepdim=True))
+
+
 class Planted(nn.Module):
-    """Two 1-channel layers feeding the logits: ``good`` is the image, ``bad`` its negative."""
+    """1-channel layers feeding the logits: ``good`` is the image, ``bad`` its negative, ``peak``
+    a spot at the middle of the image's bright box (all of its energy inside the box, but no
+    outline of it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.good = nn.Conv2d(3, 1, 1, bias=False)
         self.bad = nn.Conv2d(3, 1, 1)
-        self.head = nn.Linear(2, 2)
+        self.peak = _Peak()
+        self.head = nn.Linear(3, 2)
         with torch.no_grad():
             self.good.weight.fill_(1 / 3)
             self.bad.weight.fill_(-1 / 3)
@@ -320,7 +332,8 @@ class Planted(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, b = self.good(x), self.bad(x)
-        return self.head(torch.cat([g.mean((2, 3)), b.mean((2, 3))], dim=1))
+        p = self.peak(g)
+        return self.head(torch.cat([g.mean((2, 3)), b.mean((2, 3)), p.mean((2, 3))], dim=1))
 
 
 def _planted_samples(folder: Path) -> list[Sample]:
@@ -357,12 +370,39 @@ def test_auto_configure_picks_the_planted_layer_and_threshold(tmp_path):
     assert rec["figures"]["pointing"] == 1.0 and rec["figures"]["energy"] > 0.4
     assert rec["figures"]["box_iou@0.3"] < 0.9 and rec["figures"]["box_iou@0.5"] == 1.0
     scores = {c["layer"]: c["score"] for c in rec["candidates"]}
-    assert scores["bad"] < 0.05 and scores["good"] > 0.7
+    # bad: pointing 0 and energy 0, but MaxBoxAccV2 1 (its map is dark exactly on the box, and
+    # the reference MaxBoxAccV2 counts the contour of that hole too).
+    assert scores["bad"] < 0.34 and scores["good"] > 0.8
     assert rec["calibration"]["n"] == 4 and rec["calibration"]["split"] == "val"
     assert set(rec["baselines"]) == set(BASELINES)
     json.dumps(rec)  # fits a model card
     with pytest.raises(ValueError, match="unknown metric 'accuracy'"):
         auto_configure(ex, [], ["gradcam"], [None], metric="accuracy")
+
+
+def test_auto_configure_prefers_a_map_that_outlines_the_defect_to_a_single_bright_spot(tmp_path):
+    card = ModelCard(
+        name="planted",
+        arch="planted",
+        classes=("a", "b"),
+        multilabel=False,
+        input_size=SIZE,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
+    ex = Explainer(Planted().eval(), card)
+    rec = auto_configure(ex, _planted_samples(tmp_path), ["gradcam"], ["peak", "good"])
+    by_layer = {c["layer"]: c for c in rec["candidates"]}
+    assert rec["layer"] == "good", by_layer
+    peak = evaluate(
+        EvalConfig(data="-", checkpoint="-", split=None, layers=("peak",)),
+        explainer=ex,
+        samples=_planted_samples(tmp_path),
+    ).summary()
+    peak = peak[(peak["method"] == "gradcam") & (peak["class"] == "all")].iloc[0]
+    # The spot wins on pointing and energy, so ranking on those two alone would pick it.
+    assert peak["pointing"] == 1.0 and peak["energy"] > rec["figures"]["energy"]
+    assert peak["maxboxacc_v2"] < 0.2 and rec["figures"]["maxboxacc_v2"] == 1.0
 
 
 # ------------------------------------------------------------------ config and report
