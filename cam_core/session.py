@@ -246,7 +246,9 @@ def bundled_models(models_dir: str | Path) -> list[ModelRef]:
     """Models shipped in ``models_dir/<name>/`` (a checkpoint with its ``model.json`` card).
 
     Order (the first real-data one is the app's default): real data before synthetic,
-    single-label before multi-label, then the higher validation accuracy, then the name.
+    single-label before multi-label, then the better recommended map on the calibration split
+    (the card's auto-configuration score: a model is chosen for where it looks as well as for
+    what it says), then the higher validation accuracy, then the name.
     """
     refs = []
     base = Path(models_dir)
@@ -267,7 +269,11 @@ def bundled_models(models_dir: str | Path) -> list[ModelRef]:
             accuracy = float(card["metrics"]["val"]["accuracy"])
         except (KeyError, TypeError, ValueError):
             accuracy = 0.0
-        rank = (synthetic, bool(card.get("multilabel")), -accuracy, label)
+        try:
+            localization = float(card["recommended"]["score"])
+        except (KeyError, TypeError, ValueError):
+            localization = 0.0
+        rank = (synthetic, bool(card.get("multilabel")), -localization, -accuracy, label)
         refs.append((rank, ModelRef(label, str(ckpt), synthetic=synthetic)))
     return [ref for _, ref in sorted(refs, key=lambda pair: pair[0])]
 

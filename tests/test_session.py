@@ -104,6 +104,11 @@ def test_bundled_models_order_puts_the_best_real_single_label_model_first(tmp_pa
     import json
 
     cards = {
+        "omega-localizes": {
+            "synthetic": False,
+            "metrics": {"val": {"accuracy": 0.98}},
+            "recommended": {"method": "layercam", "score": 0.67},
+        },
         "zeta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.99}}},
         "beta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.97}}},
         "alpha-multi": {"multilabel": True, "metrics": {"val": {"accuracy": 0.999}}},
@@ -118,6 +123,7 @@ def test_bundled_models_order_puts_the_best_real_single_label_model_first(tmp_pa
             (folder / "model.json").write_text(json.dumps(card))
     refs = session.bundled_models(tmp_path)
     assert [r.label for r in refs] == [
+        "omega-localizes",  # a better recommended map outranks a little more accuracy
         "zeta-real",
         "beta-real",
         "alpha-multi",
