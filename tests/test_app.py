@@ -1,6 +1,7 @@
 """The Streamlit app driven headlessly (streamlit.testing.v1.AppTest) on the synthetic demo."""
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -217,16 +218,20 @@ def test_models_page_trains_a_tiny_model_with_progress(app, tmp_path, monkeypatc
     next(t for t in at.text_input if t.label == "Name").set_value("tiny")
     next(n for n in at.number_input if n.label == "Input size (px)").set_value(32)
     next(n for n in at.number_input if n.label == "Batch size").set_value(4)
+    next(n for n in at.number_input if n.label == "Box supervision weight").set_value(1.0)
     next(b for b in at.button if b.label == "Train").click()
     _ok(at.run(timeout=120))
     assert (tmp_path / "runs" / "tiny" / "model.pt").is_file()
+    card = json.loads((tmp_path / "runs" / "tiny" / "model.json").read_text())
+    assert card["training"]["box_loss"] == 1.0
     assert any("epoch 0: val accuracy" in c.value for c in at.caption)
     assert any(s.value.startswith("Saved ") for s in at.success)
 
 
 def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_map():
-    """The first visit with NEU-DET present: the most accurate real single-label model, its
-    auto-configured layer first in the layer list, and the test split's first image explained."""
+    """The first visit with NEU-DET present: the real single-label model with the best
+    recommended map (the box-supervised one), its auto-configured layer first in the layer list,
+    and the test split's first image explained."""
     from streamlit.testing.v1 import AppTest
 
     from cam_core.data import find_neu_det
@@ -234,7 +239,7 @@ def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_m
     if find_neu_det() is None:
         pytest.skip("NEU-DET not found (set NEU_DET_DIR or put it in ../shared/NEU-DET)")
     at = _ok(AppTest.from_file(APP, default_timeout=120).run())
-    assert at.sidebar.selectbox(key="model_choice").value == "neu-patch-resnet18"
+    assert at.sidebar.selectbox(key="model_choice").value == "neu-boxsup-patch-resnet18"
     layer = next(s for s in at.sidebar.selectbox if s.label == "Target layer")
     assert layer.value == "head" and layer.options[0] == "head"
     assert any("Recommended: gradcam @ head" in c for c in at.sidebar.caption.values)

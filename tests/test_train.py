@@ -215,7 +215,9 @@ def test_demo_model_points_into_planted_defects():
 
 
 @needs_neu
-@pytest.mark.parametrize("name", ["neu-local-resnet18", "neu-patch-resnet18"])
+@pytest.mark.parametrize(
+    "name", ["neu-boxsup-patch-resnet18", "neu-patch-resnet18", "neu-local-resnet18"]
+)
 def test_bundled_neu_model_reaches_its_stated_accuracy(name):
     path = _bundled(name)
     loaded = load_model(path)
@@ -236,7 +238,7 @@ def test_bundled_neu_model_reaches_its_stated_accuracy(name):
 
 @needs_neu
 def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
-    path = _bundled("neu-multilabel-patch-resnet18")
+    path = _bundled("neu-multilabel-boxsup-patch-resnet18")
     loaded = load_model(path)
     assert loaded.card.multilabel
     from cam_core.data import read_image
@@ -248,9 +250,35 @@ def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
     stated = json.loads(path.with_suffix(".json").read_text())["metrics"]["val_mosaic"]
     assert figures["macro_f1"] == pytest.approx(stated["macro_f1"], abs=0.005)
     f1 = {c: v["f1"] for c, v in figures["per_class"].items()}
-    # The target is 0.95 for every class; the bundled model reaches 0.89 (inclusion) to
+    # The target is 0.95 for every class; the bundled model reaches 0.91 (inclusion) to
     # 1.00 (models/README.md). This holds what it reaches, so a worse retrain fails.
-    assert figures["macro_f1"] >= 0.96 and min(f1.values()) >= 0.88, f1
+    assert figures["macro_f1"] >= 0.965 and min(f1.values()) >= 0.91, f1
+
+
+@needs_neu
+def test_default_model_recommended_map_reproduces_its_card_and_beats_the_baselines_on_val():
+    from cam_core import session
+    from cam_core.evaluate import EvalConfig, evaluate
+
+    ref = session.bundled_models(ROOT / "models")[0]
+    rec = load_model(ref.path).card.recommended
+    assert rec and rec["calibration"]["split"] == "val", "default model has no val calibration"
+    table = evaluate(
+        EvalConfig(
+            data=str(NEU),
+            checkpoint=ref.path,
+            split="val",
+            methods=(rec["method"],),
+            layers=(rec["layer"],),
+        )
+    ).summary()
+    overall = table[table["class"] == "all"].set_index("method")
+    ours = overall.loc[rec["method"]]
+    assert ours["pointing"] == pytest.approx(rec["figures"]["pointing"], abs=0.005)
+    assert ours["energy"] == pytest.approx(rec["figures"]["energy"], abs=0.005)
+    # Clearly beats the trivial maps (on val the centre point alone scores 0.60).
+    assert ours["pointing"] >= overall.loc["baseline:centre", "pointing"] + 0.15
+    assert ours["energy"] >= overall.loc["baseline:uniform", "energy"] + 0.2
 
 
 def test_held_out_mosaic_folder_loads_back_with_every_quadrants_boxes(tmp_path):
