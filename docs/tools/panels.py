@@ -3,8 +3,8 @@
     .venv/bin/python docs/tools/panels.py [--data ../shared/NEU-DET] [--out PNG]
 
 Rows: the first test-split image of each class. Columns: the image with all its GT boxes, then the
-map of each bundled single-label model's recommended method @ layer for the file's class, with that
-class's GT boxes.
+recommended map (method @ layer) for the file's class of the box-supervised default model and of the
+same network trained on image labels only, with that class's GT boxes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cam_core.models import load_model
 from cam_core.render import draw_boxes, panel_image, to_rgb
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ("neu-patch-resnet18", "neu-local-resnet18")
+MODELS = {"neu-boxsup-patch-resnet18": "box-supervised", "neu-patch-resnet18": "labels only"}
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -56,7 +56,8 @@ def main() -> None:
         for name, (ex, method, layer) in zip(MODELS, engines, strict=True):
             c = ex.card.classes.index(s.label)
             cam = ex.explain([image], [method], targets=[[c]], layers=layer).results[0].cam
-            tiles.append(_label(panel_image(image, cam, gt_boxes=gt), f"{name}: {method}@{layer}"))
+            label = f"{MODELS[name]}: {method}@{layer}"
+            tiles.append(_label(panel_image(image, cam, gt_boxes=gt), label))
         rows.append(
             np.hstack([np.pad(t, ((0, 4), (0, 4), (0, 0)), constant_values=255) for t in tiles])
         )
