@@ -341,6 +341,8 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
     train_items, val_items = _load_items(train_s), _load_items(val_s)
     device = torch.device(cfg.device)
     model = build_model(cfg.arch, len(classes)).to(device)
+    if cfg.box_loss < 0:
+        raise ValueError(f"box_loss must be >= 0, got {cfg.box_loss}")
     if cfg.box_loss and not (hasattr(model, "score_maps") and hasattr(model, "pool")):
         raise ValueError(
             f"box_loss needs an architecture with class score maps (local_*/patch_*); "

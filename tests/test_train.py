@@ -107,6 +107,8 @@ def test_box_supervised_training_runs_and_is_recorded_on_the_card(tmp_path):
     assert card.training["box_loss"] == 1.0
     with pytest.raises(ValueError, match=r"score maps.*'resnet18'"):
         train(replace(cfg, arch="resnet18", out=str(tmp_path / "r2")))
+    with pytest.raises(ValueError, match="box_loss must be >= 0, got -1"):
+        train(replace(cfg, box_loss=-1.0, out=str(tmp_path / "r3")))
 
 
 def test_training_resumes_from_last_checkpoint(tmp_path):
