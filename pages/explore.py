@@ -82,13 +82,13 @@ for message in errors.values():
     st.error(message)
 
 
-@st.fragment
 def recommended_threshold(card: ModelCard) -> float:
     """The model card's auto-configured map → boxes threshold (0.5 without one)."""
     value = (card.recommended or {}).get("threshold")
     return value if value in THRESHOLDS else 0.5
 
 
+@st.fragment
 def panels(
     item: session.ImageItem,
     maps: dict[tuple[str, int], CamResult],
