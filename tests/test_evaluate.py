@@ -353,7 +353,7 @@ def _planted_samples(folder: Path) -> list[Sample]:
     return out
 
 
-def test_auto_configure_picks_the_planted_layer_and_threshold(tmp_path):
+def _planted_explainer(target_layer: str | None = None) -> Explainer:
     card = ModelCard(
         name="planted",
         arch="planted",
@@ -362,9 +362,13 @@ def test_auto_configure_picks_the_planted_layer_and_threshold(tmp_path):
         input_size=SIZE,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
-        target_layer="bad",
+        target_layer=target_layer,
     )
-    ex = Explainer(Planted().eval(), card)
+    return Explainer(Planted().eval(), card)
+
+
+def test_auto_configure_picks_the_planted_layer_and_threshold(tmp_path):
+    ex = _planted_explainer(target_layer="bad")
     rec = auto_configure(ex, _planted_samples(tmp_path), ["gradcam"], ["bad", "good"])
     assert (rec["method"], rec["layer"], rec["threshold"]) == ("gradcam", "good", 0.5)
     assert rec["figures"]["pointing"] == 1.0 and rec["figures"]["energy"] > 0.4
@@ -381,23 +385,15 @@ def test_auto_configure_picks_the_planted_layer_and_threshold(tmp_path):
 
 
 def test_auto_configure_prefers_a_map_that_outlines_the_defect_to_a_single_bright_spot(tmp_path):
-    card = ModelCard(
-        name="planted",
-        arch="planted",
-        classes=("a", "b"),
-        multilabel=False,
-        input_size=SIZE,
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-    )
-    ex = Explainer(Planted().eval(), card)
-    rec = auto_configure(ex, _planted_samples(tmp_path), ["gradcam"], ["peak", "good"])
+    ex = _planted_explainer()
+    samples = _planted_samples(tmp_path)
+    rec = auto_configure(ex, samples, ["gradcam"], ["peak", "good"])
     by_layer = {c["layer"]: c for c in rec["candidates"]}
     assert rec["layer"] == "good", by_layer
     peak = evaluate(
         EvalConfig(data="-", checkpoint="-", split=None, layers=("peak",)),
         explainer=ex,
-        samples=_planted_samples(tmp_path),
+        samples=samples,
     ).summary()
     peak = peak[(peak["method"] == "gradcam") & (peak["class"] == "all")].iloc[0]
     # The spot wins on pointing and energy, so ranking on those two alone would pick it.
