@@ -113,6 +113,15 @@ def _finish(per_layer: list[torch.Tensor], input_size: tuple[int, int]) -> torch
     return _normalise(fused)
 
 
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+"""The input flips ``flip_smooth`` averages over (tensor dims flipped; () is the image itself).
+
+Measured on NEU-DET val (docs/localization.md): a model's positional habits (a class's map
+peaking in the same cell whatever the image) land in different places on each flip and average
+out, while the evidence on the defect moves with the defect and adds up.
+"""
+
+
 @dataclass
 class _Capture:
     """Activations of the target layers from one forward; the first one is a graph leaf."""
@@ -170,13 +179,16 @@ class Explainer:
         layers: str | None = None,
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
+        flip_smooth: bool = False,
         progress: Progress | None = None,
     ) -> Explanation:
         """Maps for every (image, target class, method).
 
         ``images`` are (H, W) uint8 grayscale arrays of any sizes; ``targets[i]`` lists class
-        indices for image i (None: :meth:`default_targets`). Raises :class:`CamError` on a map that
-        is not finite (NaN weights or input) and KeyError on an unknown method or layer.
+        indices for image i (None: :meth:`default_targets`). ``flip_smooth``: each map is the
+        mean of the maps of the four flips of the input (none, left-right, up-down, both), each
+        flipped back, renormalised (:data:`FLIPS`; 4× the work). Raises :class:`CamError` on a
+        map that is not finite (NaN weights or input) and KeyError on an unknown method or layer.
         """
         specs = [get_method(m) for m in methods]
         layer_names = self._layer_names(layers)
@@ -191,7 +203,8 @@ class Explainer:
                 chunk = images[start : start + self.batch_size]
                 x = preprocess(chunk, self.card).to(self.device)
                 # The capture's forward also gives the class scores: one forward per batch.
-                memo: dict[bool, list] = {}
+                memos: dict[tuple[int, ...], dict[bool, list]] = {(): {}}
+                memo = memos[()]
                 if not aug_smooth and any(s.kind in ("gradient", "activation") for s in specs):
                     need_grad = any(s.kind == "gradient" for s in specs)
                     cap = self._capture(x, layer_names, need_grad=need_grad)
@@ -213,8 +226,16 @@ class Explainer:
                     continue
                 maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
                 for spec in specs:
-                    maps[spec.name] = self._compute(
-                        spec, x, img_idx, cls_idx, layer_names, eigen_smooth, aug_smooth, memo
+                    maps[spec.name] = self._flip_smoothed(
+                        spec,
+                        x,
+                        img_idx,
+                        cls_idx,
+                        layer_names,
+                        eigen_smooth,
+                        aug_smooth,
+                        memos,
+                        FLIPS if flip_smooth else ((),),
                     )
                     done += 1
                     if progress is not None:
@@ -385,6 +406,42 @@ class Explainer:
         if spec.name == "lime":
             return self._lime(x, img_idx, cls_idx)
         return self._library(spec, x, img_idx, cls_idx, layer_names, eigen_smooth)
+
+    def _flip_smoothed(
+        self,
+        spec: MethodSpec,
+        x: torch.Tensor,
+        img_idx: torch.Tensor,
+        cls_idx: torch.Tensor,
+        layer_names: list[str],
+        eigen_smooth: bool,
+        aug_smooth: bool,
+        memos: dict[tuple[int, ...], dict[bool, list]],
+        flips: Sequence[tuple[int, ...]],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_compute` on each flip of ``x``, maps flipped back, averaged and renormalised;
+        one memo per flip, so every method of the call shares that flip's capture.
+        """
+        maps, strengths = [], []
+        for dims in flips:
+            xv = x.flip(dims) if dims else x
+            m, s = self._compute(
+                spec,
+                xv,
+                img_idx,
+                cls_idx,
+                layer_names,
+                eigen_smooth,
+                aug_smooth,
+                memos.setdefault(dims, {}),
+            )
+            maps.append(m.flip(dims) if dims else m)
+            if s is not None:
+                strengths.append(s)
+        if len(maps) == 1:
+            return maps[0], (strengths[0] if strengths else None)
+        mean = _normalise(torch.stack(maps).mean(0))
+        return mean, (torch.stack(strengths).mean(0) if strengths else None)
 
     def _finish_raw(
         self, raw: list[torch.Tensor], x: torch.Tensor, spec: MethodSpec, cls_idx: torch.Tensor

@@ -186,6 +186,28 @@ def test_aug_smooth_matches_library(model, images):
     np.testing.assert_allclose(exp.get(0, 1, "gradcam").cam, ref[0], atol=1e-4)
 
 
+def test_flip_smooth_is_the_mean_of_the_flipped_images_maps_flipped_back(model, images):
+    ex = Explainer(model, _card())
+    methods = ["gradcam", "gradcam++", "eigencam"]
+    smooth = ex.explain(images[:2], methods, targets=[[1], [3]], flip_smooth=True)
+    flips = [lambda a: a, np.fliplr, np.flipud, lambda a: a[::-1, ::-1]]
+    for m in methods:
+        for i, c in ((0, 1), (1, 3)):
+            maps, strengths = [], []
+            for f in flips:  # each flip on its own, the map flipped back by hand
+                r = ex.explain([np.ascontiguousarray(f(images[i]))], [m], targets=[[c]])
+                maps.append(f(r.results[0].cam))
+                strengths.append(r.results[0].strength)
+            mean = np.mean(maps, 0)
+            expected = (mean - mean.min()) / (mean.max() - mean.min() + 1e-7)
+            got = smooth.get(i, c, m)
+            np.testing.assert_allclose(got.cam, expected, atol=1e-4)
+            assert got.strength == pytest.approx(np.mean(strengths), rel=1e-4)
+    plain = ex.explain(images[:1], ["gradcam"], targets=[[1]]).results[0].cam
+    assert np.abs(plain - smooth.get(0, 1, "gradcam").cam).max() > 0.05  # it did something
+    assert _no_hooks(model)
+
+
 def test_library_only_methods_run_and_release_hooks(model, images):
     exp = Explainer(model, _card()).explain(
         images[:1], ["shapleycam", "finercam", "fullgrad"], targets=[[2]]
