@@ -97,7 +97,9 @@ class EvalConfig:
     ``tolerance`` the pointing-game tolerance in pixels (image resolution). ``box_thresholds``
     adds a ``box_iou@<t>`` figure per threshold (used by :func:`auto_configure`). ``limit`` keeps
     that many samples, the file classes taken in turn (round-robin, each in stem order) so that
-    a small limit covers every class. ``out``: folder for resumable rows (module docstring).
+    a small limit covers every class. ``flip_smooth`` averages every map over the four flips of
+    the image (:data:`cam_core.explain.FLIPS`). ``out``: folder for resumable rows (module
+    docstring).
     """
 
     data: str
@@ -109,6 +111,7 @@ class EvalConfig:
     tau: float = 0.5
     tolerance: float = M.CLASSIC_POINTING_TOLERANCE
     box_thresholds: tuple[float, ...] = ()
+    flip_smooth: bool = False
     limit: int | None = None
     batch_size: int = 16
     out: str | None = None
@@ -372,6 +375,7 @@ def _explain_maps(
     methods: Sequence[str],
     targets: list[list[int]],
     layer: str,
+    flip_smooth: bool = False,
 ) -> tuple[dict[tuple[int, int, str], np.ndarray], dict[tuple[int, str], str], np.ndarray | None]:
     """Maps by (image, class index, method), errors by (image, method), and the class
     probabilities (B, K) when the batch went through in one piece (else None).
@@ -382,7 +386,9 @@ def _explain_maps(
     maps: dict[tuple[int, int, str], np.ndarray] = {}
     errors: dict[tuple[int, str], str] = {}
     try:
-        exp = ex.explain(images, list(methods), targets=targets, layers=layer)
+        exp = ex.explain(
+            images, list(methods), targets=targets, layers=layer, flip_smooth=flip_smooth
+        )
         for r in exp.results:
             maps[(r.image, r.class_index, r.method)] = r.cam
         return maps, errors, exp.probs
@@ -393,7 +399,9 @@ def _explain_maps(
             continue
         for m in methods:
             try:
-                exp = ex.explain([image], [m], targets=[targets[i]], layers=layer)
+                exp = ex.explain(
+                    [image], [m], targets=[targets[i]], layers=layer, flip_smooth=flip_smooth
+                )
             except (CamError, ValueError, RuntimeError) as exc:
                 errors[(i, m)] = f"{m} @ {layer}: {type(exc).__name__}: {exc}"
                 continue
@@ -430,7 +438,9 @@ def _evaluate_batch(
             target_idx.append([classes.index(c) for c in wanted if c in classes])
         cams = {}
         for lay in layers:
-            maps, errs, layer_probs = _explain_maps(ex, images, cfg.methods, target_idx, lay)
+            maps, errs, layer_probs = _explain_maps(
+                ex, images, cfg.methods, target_idx, lay, cfg.flip_smooth
+            )
             cams[lay] = (maps, errs)
             probs = layer_probs if probs is None else probs
         if probs is None:
@@ -528,6 +538,7 @@ def _run_identity(cfg: EvalConfig, ex: Explainer, layers: Sequence[str]) -> dict
         "tau": cfg.tau,
         "tolerance": cfg.tolerance,
         "box_thresholds": list(cfg.box_thresholds),
+        "flip_smooth": cfg.flip_smooth,
         "pxap_bins": PXAP_BINS,
         "maxbox_thresholds": _MAXBOX.thresholds.tolist(),
         "maxbox_deltas": list(_MAXBOX.deltas),
@@ -731,19 +742,22 @@ def auto_configure(
     tau: float = 0.5,
     tolerance: float = M.CLASSIC_POINTING_TOLERANCE,
     split: str = "val",
+    flips: Sequence[bool] = (False,),
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Pick a (method, layer) and a CAM→box threshold on a calibration split.
+    """Pick a (method, layer, flip averaging) and a CAM→box threshold on a calibration split.
 
-    Rule: every (method, layer) is scored by ``(mean metric + mean energy + MaxBoxAccV2) / 3``
+    ``flips`` lists the ``flip_smooth`` settings to try ((False, True): each method × layer both
+    as is and averaged over the four flips, the latter at 4× the work). Rule: every (method,
+    layer, flips) is scored by ``(mean metric + mean energy + MaxBoxAccV2) / 3``
     over all scoreable (sample, class) pairs of ``samples`` (``metric`` is one of pointing,
     pointing_tol, iou, box_iou, energy): where the peak lands, how much of the map is on the
     defect, and whether the map's shape outlines it (a map that is one bright cell can score
     high on the first two and still draw no useful box); the best wins, ties going to the first
-    in ``methods`` × ``layers`` order. The threshold is the one in ``thresholds`` whose
+    in ``flips`` × ``methods`` × ``layers`` order. The threshold is the one in ``thresholds`` whose
     :func:`cam_to_boxes` boxes give the winner the highest mean best-box IoU (ties: the lowest).
     ``split`` is only recorded.
-    Returns a JSON-able dict for ``ModelCard.recommended``: method, layer, threshold, score,
+    Returns a JSON-able dict for ``ModelCard.recommended``: method, layer, flips, threshold, score,
     figures (the winner's summary row), baselines (their pointing/energy), candidates,
     calibration (split, n, target_rule, rule).
     """
@@ -752,35 +766,43 @@ def auto_configure(
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(allowed)}")
     if not thresholds:
         raise ValueError("thresholds is empty")
-    cfg = EvalConfig(
-        data="<calibration samples>",
-        checkpoint=explainer.card.name,
-        split=None,
-        methods=tuple(methods),
-        layers=tuple(layers),
-        target_rule=target_rule,
-        tau=tau,
-        tolerance=tolerance,
-        box_thresholds=tuple(float(t) for t in thresholds),
-        batch_size=explainer.batch_size,
-    )
-    result = evaluate(cfg, explainer=explainer, samples=samples, progress=progress)
-    table = result.summary()
-    overall = table[table["class"] == "all"].set_index(["method", "layer"])
+    if not flips or len(set(flips)) != len(flips):
+        raise ValueError(f"flips must list distinct settings, e.g. (False, True); got {flips!r}")
+    tables: dict[bool, pd.DataFrame] = {}
     candidates = []
-    for m, lay in result.groups():
-        if m in BASELINES or (m, lay) not in overall.index:
-            continue
-        row = overall.loc[(m, lay)]
-        score = (row[metric] + row["energy"] + row["maxboxacc_v2"]) / 3
-        if row["n"] > 0 and not math.isnan(score):
-            candidates.append({"method": m, "layer": lay, "score": float(score)})
+    for flip in flips:
+        cfg = EvalConfig(
+            data="<calibration samples>",
+            checkpoint=explainer.card.name,
+            split=None,
+            methods=tuple(methods),
+            layers=tuple(layers),
+            target_rule=target_rule,
+            tau=tau,
+            tolerance=tolerance,
+            box_thresholds=tuple(float(t) for t in thresholds),
+            flip_smooth=bool(flip),
+            batch_size=explainer.batch_size,
+        )
+        result = evaluate(cfg, explainer=explainer, samples=samples, progress=progress)
+        table = result.summary()
+        overall = tables[bool(flip)] = table[table["class"] == "all"].set_index(["method", "layer"])
+        for m, lay in result.groups():
+            if m in BASELINES or (m, lay) not in overall.index:
+                continue
+            row = overall.loc[(m, lay)]
+            score = (row[metric] + row["energy"] + row["maxboxacc_v2"]) / 3
+            if row["n"] > 0 and not math.isnan(score):
+                candidates.append(
+                    {"method": m, "layer": lay, "flips": bool(flip), "score": float(score)}
+                )
     if not candidates:
         raise ValueError(
             f"auto_configure: no scoreable (sample, class) pairs among {len(samples)} "
             f"calibration samples (errors: {result.errors[:3]})"
         )
     best = max(candidates, key=lambda c: c["score"])  # max keeps the first of equal scores
+    overall = tables[best["flips"]]
     row = overall.loc[(best["method"], best["layer"])]
     by_t = [(float(t), float(row[_box_key(t)])) for t in cfg.box_thresholds]
     threshold = max(by_t, key=lambda tv: (tv[1], -tv[0]))[0]
@@ -793,6 +815,7 @@ def auto_configure(
     return {
         "method": best["method"],
         "layer": best["layer"],
+        "flips": best["flips"],
         "threshold": threshold,
         "score": best["score"],
         "figures": figures,
@@ -982,6 +1005,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7", help="for --auto-configure")
     p.add_argument(
+        "--flip-smooth",
+        action="store_true",
+        help="average every map over the four flips of the image (4x the work)",
+    )
+    p.add_argument(
+        "--try-flips",
+        action="store_true",
+        help="--auto-configure tries every method x layer with and without flip averaging",
+    )
+    p.add_argument(
         "--calibration-split",
         default="val",
         choices=[*SPLITS, "all"],
@@ -1011,6 +1044,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         target_rule=args.target_rule,
         tau=args.tau,
         tolerance=args.tolerance,
+        flip_smooth=args.flip_smooth,
         limit=args.limit,
         batch_size=args.batch_size,
         out=args.out,
@@ -1072,13 +1106,15 @@ def run_cli(args: argparse.Namespace) -> int:
                 split=cal_split or f"all of {Path(cal_data).name}",
                 tau=cfg.tau,
                 tolerance=cfg.tolerance,
+                flips=(False, True) if args.try_flips else (cfg.flip_smooth,),
                 progress=progress,
             )
             card_file = _write_recommended(cfg.checkpoint, loaded.card, rec)
             bar.write(
                 f"auto-configure on {args.calibration_split} (n={rec['calibration']['n']}): "
-                f"{rec['method']} @ "
-                f"{rec['layer']}, threshold {rec['threshold']:g} → written to {card_file}"
+                f"{rec['method']} @ {rec['layer']}"
+                f"{' with flip averaging' if rec['flips'] else ''}, "
+                f"threshold {rec['threshold']:g} → written to {card_file}"
             )
             if cfg.split == cal_split and cal_data == cfg.data:
                 bar.write(

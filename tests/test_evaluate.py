@@ -93,7 +93,7 @@ def test_cli_writes_summary_report_and_card(voc, checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
     argv = ["evaluate", "--data", str(voc), "--split", "val", "--checkpoint", str(ckpt)]
     argv += ["--methods", "gradcam,gradcam++", "--layers", "layer3,layer2+layer3"]
-    argv += ["--out", str(out), "--auto-configure"]
+    argv += ["--out", str(out), "--auto-configure", "--try-flips"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(out / "summary.csv")
@@ -119,6 +119,14 @@ def test_cli_writes_summary_report_and_card(voc, checkpoint, tmp_path, capsys):
     assert rec["layer"] in ("layer3", "layer2+layer3")
     assert rec["threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
     assert rec["calibration"]["split"] == "val" and rec["calibration"]["n"] == 6
+    # --try-flips: every method × layer scored as is and flip-averaged
+    assert sorted((c["flips"], c["method"], c["layer"]) for c in rec["candidates"]) == sorted(
+        (f, m, lay)
+        for f in (False, True)
+        for m in ("gradcam", "gradcam++")
+        for lay in ("layer3", "layer2+layer3")
+    )
+    assert rec["flips"] is max(rec["candidates"], key=lambda c: c["score"])["flips"]
     assert load_model(ckpt).card.recommended == rec
 
 
@@ -312,17 +320,28 @@ class _Peak(nn.Module):
         return torch.relu(blur - 0.95 * blur.amax((2, 3), keepdim=True))
 
 
+class _Habit(nn.Module):
+    """The image plus a fixed brighter spot in the top-left corner, whatever the image shows: a
+    positional habit, as NEU-DET models learn (docs/localization.md)."""
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        spot = torch.zeros_like(g)
+        spot[..., :6, :6] = 1.5
+        return g + spot
+
+
 class Planted(nn.Module):
     """1-channel layers feeding the logits: ``good`` is the image, ``bad`` its negative, ``peak``
     a spot at the middle of the image's bright box (all of its energy inside the box, but no
-    outline of it)."""
+    outline of it), ``habit`` the image plus a fixed corner spot."""
 
     def __init__(self) -> None:
         super().__init__()
         self.good = nn.Conv2d(3, 1, 1, bias=False)
         self.bad = nn.Conv2d(3, 1, 1)
         self.peak = _Peak()
-        self.head = nn.Linear(3, 2)
+        self.habit = _Habit()
+        self.head = nn.Linear(4, 2)
         with torch.no_grad():
             self.good.weight.fill_(1 / 3)
             self.bad.weight.fill_(-1 / 3)
@@ -332,8 +351,8 @@ class Planted(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, b = self.good(x), self.bad(x)
-        p = self.peak(g)
-        return self.head(torch.cat([g.mean((2, 3)), b.mean((2, 3)), p.mean((2, 3))], dim=1))
+        p, h = self.peak(g), self.habit(g)
+        return self.head(torch.cat([t.mean((2, 3)) for t in (g, b, p, h)], dim=1))
 
 
 def _planted_samples(folder: Path) -> list[Sample]:
@@ -399,6 +418,29 @@ def test_auto_configure_prefers_a_map_that_outlines_the_defect_to_a_single_brigh
     # The spot wins on pointing and energy, so ranking on those two alone would pick it.
     assert peak["pointing"] == 1.0 and peak["energy"] > rec["figures"]["energy"]
     assert peak["maxboxacc_v2"] < 0.2 and rec["figures"]["maxboxacc_v2"] == 1.0
+
+
+def test_auto_configure_turns_flip_averaging_on_where_it_removes_a_positional_habit(tmp_path):
+    ex = _planted_explainer()
+    samples = _planted_samples(tmp_path)
+    plain = auto_configure(ex, samples, ["gradcam"], ["habit"])
+    assert plain["flips"] is False and plain["figures"]["pointing"] == 0.0  # the corner wins
+    rec = auto_configure(ex, samples, ["gradcam"], ["habit"], flips=(False, True))
+    assert rec["flips"] is True and rec["figures"]["pointing"] == 1.0
+    assert [(c["flips"], c["score"] > 0.6) for c in rec["candidates"]] == [
+        (False, False),
+        (True, True),
+    ]
+    # the figures are those of the flip-averaged maps, as a flip-smoothed evaluation gives them
+    table = evaluate(
+        EvalConfig(data="-", checkpoint="-", split=None, layers=("habit",), flip_smooth=True),
+        explainer=ex,
+        samples=samples,
+    ).summary()
+    row = table[(table["method"] == "gradcam") & (table["class"] == "all")].iloc[0]
+    assert rec["figures"]["energy"] == pytest.approx(row["energy"])
+    with pytest.raises(ValueError, match="flips must list distinct settings"):
+        auto_configure(ex, samples, ["gradcam"], ["habit"], flips=(True, True))
 
 
 # ------------------------------------------------------------------ config and report
