@@ -367,16 +367,17 @@ def recommended_caption(card: ModelCard) -> str | None:
         f"centre-point baseline {base['pointing']:.2f}" if "pointing" in base else "",
     ]
     figures = " · ".join(p for p in parts if p)
+    flips = " with flip averaging" if rec.get("flips") else ""
     return (
-        f"Recommended: {rec.get('method')} @ {rec.get('layer')}, map→box threshold "
+        f"Recommended: {rec.get('method')} @ {rec.get('layer')}{flips}, map→box threshold "
         f"{rec.get('threshold')}; {figures} on {cal.get('split', '?')} (n={cal.get('n', '?')})"
     )
 
 
 # --------------------------------------------------------------------------- maps
 
-MapKey = tuple[str, str, str, str, int]
-"""(model id, image key, method, layer, class index)."""
+MapKey = tuple[str, str, str, str, bool, int]
+"""(model id, image key, method, layer, flip averaging, class index)."""
 
 
 @dataclass
@@ -444,8 +445,11 @@ def compute_maps(
     layer: str,
     cache: MapCache,
     progress: Callable[[int, int, str], None] | None = None,
+    *,
+    flip_smooth: bool = False,
 ) -> tuple[dict[tuple[str, int], CamResult], dict[str, str]]:
-    """Maps of ``item`` for every (method, class index), computing only those not cached.
+    """Maps of ``item`` for every (method, class index), computing only those not cached;
+    ``flip_smooth`` as in :meth:`Explainer.explain` (cached apart from the plain maps).
 
     Returns (maps, errors): a method that fails (e.g. CAM on a head it does not apply to) is left
     out of ``maps`` and ``errors[method]`` says why; the others still run. Each method is one
@@ -454,7 +458,7 @@ def compute_maps(
     missing = [
         m
         for m in methods
-        if any((model_id, item.key, m, layer, c) not in cache.maps for c in classes)
+        if any((model_id, item.key, m, layer, flip_smooth, c) not in cache.maps for c in classes)
     ]
     errors: dict[str, str] = {}
     for done, method in enumerate(missing):
@@ -462,22 +466,26 @@ def compute_maps(
             progress(done, len(missing), method)
         try:
             result = explainer.explain(
-                [item.image], [method], targets=[list(classes)], layers=layer
+                [item.image],
+                [method],
+                targets=[list(classes)],
+                layers=layer,
+                flip_smooth=flip_smooth,
             )
         except (CamError, KeyError, ValueError, RuntimeError) as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             errors[method] = f"{method}: {text}"
             continue
         for r in result.results:
-            cache.put((model_id, item.key, method, layer, r.class_index), r)
+            cache.put((model_id, item.key, method, layer, flip_smooth, r.class_index), r)
     if progress is not None and missing:
         progress(len(missing), len(missing), "done")
     maps = {
-        (m, c): cache.maps[(model_id, item.key, m, layer, c)]
+        (m, c): cache.maps[(model_id, item.key, m, layer, flip_smooth, c)]
         for m in methods
         if m not in errors
         for c in classes
-        if (model_id, item.key, m, layer, c) in cache.maps
+        if (model_id, item.key, m, layer, flip_smooth, c) in cache.maps
     }
     return maps, errors
 

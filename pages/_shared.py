@@ -46,6 +46,7 @@ class AppState:
     split: str = "test"
     methods: list[str] = field(default_factory=list)
     layer: str = ""
+    flips: bool = False
 
     @property
     def card(self) -> ModelCard | None:
@@ -237,6 +238,15 @@ def sidebar() -> AppState:
         if st.session_state.get("layer") not in layers:
             st.session_state["layer"] = layers[0]
         state.layer = sb.selectbox("Target layer", layers, key="layer")
+        state.flips = sb.toggle(
+            "Flip averaging",
+            # one key per model, so each model starts from its own recommendation
+            value=bool((rec or {}).get("flips")),
+            key=f"flips_{short_key(state.model_id)}",
+            help="Average each map over the four flips of the image (4× the work). A map's "
+            "habit of peaking in the same place whatever the image averages out; evidence on "
+            "the defect moves with it and stays.",
+        )
         note = session.recommended_caption(state.card)
         if note:
             sb.caption(note)

@@ -52,12 +52,21 @@ def _progress(done: int, total: int, method: str) -> None:
 
 
 maps, errors = session.compute_maps(
-    explainer, state.model_id, item, methods, class_idx, state.layer, cache, _progress
+    explainer,
+    state.model_id,
+    item,
+    methods,
+    class_idx,
+    state.layer,
+    cache,
+    _progress,
+    flip_smooth=state.flips,
 )
 bar.empty()
 
 st.markdown(
-    f"**{item.name}** ({item.source}) · layer `{state.layer}` · GT: "
+    f"**{item.name}** ({item.source}) · layer `{state.layer}`"
+    f"{' · flip-averaged' if state.flips else ''} · GT: "
     f"{', '.join(sorted({b.cls for b in item.boxes})) or 'none'}"
 )
 legend = render.legend_markdown(sorted({b.cls for b in item.boxes}))

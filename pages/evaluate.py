@@ -59,6 +59,9 @@ with st.form("eval_form"):
         "Images (0 = all)", 0, max(len(samples), 1), min(60, len(samples)), step=10
     )
     tau = c3.slider("τ: map threshold for IoU (fraction of peak)", 0.1, 0.9, 0.5, 0.05)
+    flips = c3.toggle(
+        "Flip averaging", value=state.flips, help="Every map averaged over the image's 4 flips."
+    )
     budget = c3.number_input("Stop after (seconds)", 10, 3600, 300, step=30)
     run = st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:")
 
@@ -74,6 +77,7 @@ if run:
         layers=tuple(layers),
         target_rule=rule,
         tau=float(tau),
+        flip_smooth=bool(flips),
         limit=int(limit) or None,
         batch_size=8,
     )
@@ -106,7 +110,8 @@ if not result.complete:
     st.warning(f"Partial run (time budget): {result.n_done} of {result.n_samples} images.")
 st.caption(
     f"{st.session_state.get('eval_where', '')} · {result.n_done} images · target rule "
-    f"`{result.config.target_rule}` · τ = {result.config.tau} · every metric is a fraction, "
+    f"`{result.config.target_rule}` · τ = {result.config.tau}"
+    f"{' · flip-averaged maps' if result.config.flip_smooth else ''} · every metric is a fraction, "
     "higher is better; baselines are model-free maps scored on the same (image, class) pairs."
 )
 metrics = [m for m in render.METRIC_LABELS if m in summary.columns]

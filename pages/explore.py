@@ -74,7 +74,15 @@ def _progress(done: int, total: int, method: str) -> None:
 
 with st.spinner("Computing maps…"):
     maps, errors = session.compute_maps(
-        explainer, state.model_id, item, methods, class_idx, state.layer, cache, _progress
+        explainer,
+        state.model_id,
+        item,
+        methods,
+        class_idx,
+        state.layer,
+        cache,
+        _progress,
+        flip_smooth=state.flips,
     )
 if bar is not None:
     bar.empty()

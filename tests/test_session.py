@@ -166,10 +166,10 @@ class _FakeExplainer:
     def __init__(self):
         self.calls = []
 
-    def explain(self, images, methods, *, targets, layers):
+    def explain(self, images, methods, *, targets, layers, flip_smooth=False):
         from cam_core.explain import CamError, CamResult, Explanation
 
-        self.calls.append((tuple(methods), tuple(targets[0])))
+        self.calls.append((tuple(methods), tuple(targets[0]), flip_smooth))
         if methods[0] == "cam":
             raise CamError("CAM needs a GAP + linear head")
         results = tuple(
@@ -191,12 +191,16 @@ def test_compute_maps_caches_and_reports_failures_per_method():
     fake.calls.clear()
     maps, _ = session.compute_maps(fake, "m", item, ["gradcam"], [1], "l", cache)
     assert fake.calls == [] and maps[("gradcam", 1)].class_index == 1
+    # flip-averaged maps are other maps: computed (once), not served from the plain ones
+    for _ in range(2):
+        session.compute_maps(fake, "m", item, ["gradcam"], [1], "l", cache, flip_smooth=True)
+    assert fake.calls == [(("gradcam",), (1,), True)]
 
 
 def test_map_cache_drops_the_oldest():
     cache = session.MapCache(capacity=2)
     for i in range(3):
-        cache.put(("m", "k", "gradcam", "l", i), object())  # type: ignore[arg-type]
+        cache.put(("m", "k", "gradcam", "l", False, i), object())  # type: ignore[arg-type]
     assert [k[-1] for k in cache.maps] == [1, 2]
     store: dict = {}
     assert session.cache_in(store) is session.cache_in(store)
@@ -303,6 +307,11 @@ def test_recommended_configuration_comes_first_and_is_described():
     text = session.recommended_caption(card)
     assert text.startswith("Recommended: layercam @ layer3")
     assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
+    assert "flip averaging" not in text
+    flipped = dataclasses.replace(card, recommended={**card.recommended, "flips": True})
+    assert session.recommended_caption(flipped).startswith(
+        "Recommended: layercam @ layer3 with flip averaging"
+    )
     plain = dataclasses.replace(card, recommended=None)
     assert session.recommended_caption(plain) is None
     assert session.layer_options(plain)[0] == "layer4"
