@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -52,7 +53,6 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Overlays (PNG) + maps (.npy) + one JSON of scores and localization figures."""
     import json
-    from pathlib import Path
 
     from cam_core.data import IMAGE_SUFFIXES, DataError, parse_voc, read_image
     from cam_core.explain import Explainer
@@ -88,7 +88,7 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             continue
         names.append(p)
-        xml = p.with_suffix(".xml")
+        xml = _annotation_of(p)
         try:
             boxes.append(
                 parse_voc(xml, image_size=images[-1].shape[:2]).boxes if xml.exists() else ()
@@ -101,7 +101,7 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         wanted = [card.classes.index(c.strip()) for c in args.classes_to_explain.split(",")]
         targets = [wanted] * len(images)
     exp = Explainer(loaded.model, card).explain(
-        images, methods, targets=targets, layers=args.layers
+        images, methods, targets=targets, layers=args.layers, flip_smooth=args.flip_smooth
     )
     for r in exp.results:
         p = names[r.image]
@@ -123,6 +123,7 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "class": r.class_name,
                 "method": r.method,
                 "layer": r.layer,
+                "flip_smooth": args.flip_smooth,
                 "strength": r.strength,
                 "overlay": f"{stem}.png",
                 "localization": localization_scores(r.cam, gt) if gt else None,
@@ -131,6 +132,24 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     (out / "explain.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {len(exp.results)} maps for {len(images)} image(s) to {out}")
     return 0
+
+
+def _annotation_of(image: Path) -> Path:
+    """The VOC XML of an image: beside it, else in the NEU-DET flat layout's ``ANNOTATIONS/``
+    or the Kaggle layout's ``annotations/`` (``images/<class>/x.jpg``); the first that exists
+    (beside it when none does).
+    """
+    name = f"{image.stem}.xml"
+    up, up2 = image.parent.parent, image.parent.parent.parent
+    for xml in (
+        image.with_suffix(".xml"),
+        up / "ANNOTATIONS" / name,
+        up / "annotations" / name,
+        up2 / "annotations" / name,
+    ):
+        if xml.is_file():
+            return xml
+    return image.with_suffix(".xml")
 
 
 def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -191,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", required=True, nargs="+", help="image files or folders")
     e.add_argument("--methods", default="gradcam", help="comma-separated method names")
     e.add_argument("--layers", default=None)
+    e.add_argument(
+        "--flip-smooth",
+        action="store_true",
+        help="average each map over the four flips of the image (4x the work)",
+    )
     e.add_argument(
         "--classes-to-explain",
         default=None,

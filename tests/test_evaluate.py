@@ -130,6 +130,33 @@ def test_cli_writes_summary_report_and_card(voc, checkpoint, tmp_path, capsys):
     assert load_model(ckpt).card.recommended == rec
 
 
+def test_cli_explain_writes_overlays_maps_and_scores_with_the_folders_gt(voc, checkpoint, tmp_path):
+    out = tmp_path / "explained"
+    argv = ["explain", "--checkpoint", str(checkpoint), "--images", str(voc / "IMAGES")]
+    argv += ["--methods", "gradcam,eigencam", "--classes-to-explain", "patches"]
+    argv += ["--flip-smooth", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert len(report["images"]) == 3 * len(NEU_CLASSES)
+    entry = report["images"]["patches_synth_0000.png"]
+    assert [(m["class"], m["method"], m["flip_smooth"]) for m in entry["maps"]] == [
+        ("patches", "gradcam", True),
+        ("patches", "eigencam", True),
+    ]
+    # GT found in the VOC folder's ANNOTATIONS/, so the maps are scored against it
+    assert entry["maps"][0]["localization"]["energy"] is not None
+    assert report["images"]["crazing_synth_0000.png"]["maps"][0]["localization"] is None
+    saved = np.load(out / "patches_synth_0000__patches__gradcam.npy")
+    image = cv2.imread(str(voc / "IMAGES" / "patches_synth_0000.png"), cv2.IMREAD_GRAYSCALE)
+    loaded = load_model(checkpoint)
+    c = NEU_CLASSES.index("patches")
+    exp = Explainer(loaded.model, loaded.card).explain(
+        [image], ["gradcam"], targets=[[c]], flip_smooth=True
+    )
+    np.testing.assert_allclose(saved, exp.results[0].cam, atol=1e-5)
+    assert (out / "patches_synth_0000__patches__gradcam.png").stat().st_size > 0
+
+
 def test_cli_reports_bad_checkpoint(voc, tmp_path, capsys):
     bad = tmp_path / "nope.pt"
     assert main(["evaluate", "--data", str(voc), "--checkpoint", str(bad)]) == 2

@@ -47,16 +47,20 @@ def main() -> None:
     for name in MODELS:
         loaded = load_model(ROOT / "models" / name / "model.pt")
         rec = loaded.card.recommended or {}
-        engines.append((Explainer(loaded.model, loaded.card), rec.get("method"), rec.get("layer")))
+        engines.append(
+            (Explainer(loaded.model, loaded.card), rec.get("method"), rec.get("layer"), rec)
+        )
     rows = []
     for s in picks:
         image = read_image(s.path)
         gt = tuple(b for b in s.boxes if b.cls == s.label)
         tiles = [_label(draw_boxes(to_rgb(image), s.boxes), f"{s.stem} (GT)")]
-        for name, (ex, method, layer) in zip(MODELS, engines, strict=True):
+        for name, (ex, method, layer, rec) in zip(MODELS, engines, strict=True):
             c = ex.card.classes.index(s.label)
-            cam = ex.explain([image], [method], targets=[[c]], layers=layer).results[0].cam
-            label = f"{MODELS[name]}: {method}@{layer}"
+            flips = bool(rec.get("flips"))
+            exp = ex.explain([image], [method], targets=[[c]], layers=layer, flip_smooth=flips)
+            cam = exp.results[0].cam
+            label = f"{MODELS[name]}: {method}@{layer}{' +flips' if flips else ''}"
             tiles.append(_label(panel_image(image, cam, gt_boxes=gt), label))
         rows.append(
             np.hstack([np.pad(t, ((0, 4), (0, 4), (0, 0)), constant_values=255) for t in tiles])
