@@ -243,6 +243,8 @@ def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_m
     layer = next(s for s in at.sidebar.selectbox if s.label == "Target layer")
     assert layer.value == "head" and layer.options[0] == "head"
     assert any("Recommended: gradcam @ head" in c for c in at.sidebar.caption.values)
+    # the card recommends flip-averaged maps (auto-configured on val), so they are on
+    assert next(t for t in at.sidebar.toggle if t.label == "Flip averaging").value is True
     assert at.selectbox(key="box_threshold").value == 0.3  # the card's recommended threshold
     heat = _heat_captions(at)
     assert heat and all(("pointing" in c) or ("not scored" in c) for c in heat)

@@ -272,6 +272,7 @@ def test_default_model_recommended_map_reproduces_its_card_and_beats_the_baselin
             split="val",
             methods=(rec["method"],),
             layers=(rec["layer"],),
+            flip_smooth=bool(rec.get("flips")),
         )
     ).summary()
     overall = table[table["class"] == "all"].set_index("method")
