@@ -94,6 +94,30 @@ def test_opacity_change_does_not_recompute_maps(app, monkeypatch):
     assert len(_heat_captions(at)) == 2
 
 
+def test_flip_averaging_toggle_recomputes_the_maps_flip_averaged(app, monkeypatch):
+    at = _ok(app.run())
+    toggle = next(t for t in at.sidebar.toggle if t.label == "Flip averaging")
+    assert toggle.value is False  # the demo card does not recommend it
+    from cam_core.explain import Explainer
+
+    calls = []
+    real = Explainer.explain
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("flip_smooth", False))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "explain", spy)
+    toggle.set_value(True)
+    _ok(at.run())
+    assert calls and all(calls), calls  # every map of the page, flip-averaged
+    assert [c.split(" · ")[0] for c in _heat_captions(at)] == ["Grad-CAM", "Grad-CAM++"]
+    calls.clear()
+    next(t for t in at.sidebar.toggle if t.label == "Flip averaging").set_value(False)
+    _ok(at.run())
+    assert calls == []  # the plain maps were cached from the first run
+
+
 def test_bad_upload_is_reported_and_good_one_still_shows(app):
     stem, image, boxes = synth.make_sample_set(1, seed=3)[0]
     xml = synth.voc_xml(f"{stem}.png", image.shape, boxes)
