@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -120,6 +121,28 @@ Measured on NEU-DET val (docs/localization.md): a model's positional habits (a c
 peaking in the same cell whatever the image) land in different places on each flip and average
 out, while the evidence on the defect moves with the defect and adds up.
 """
+
+
+def _flip_mean(
+    compute: Callable[..., tuple[torch.Tensor, torch.Tensor | None]],
+    x: torch.Tensor,
+    flips: Sequence[tuple[int, ...]],
+    memos: dict[tuple[int, ...], dict[bool, list]],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``compute(x flipped, memo=…)`` for each of ``flips``, the maps flipped back, averaged and
+    renormalised (one flip: its result as is). One memo per flip, so every method of a call
+    shares that flip's capture.
+    """
+    maps, strengths = [], []
+    for dims in flips:
+        m, s = compute(x.flip(dims) if dims else x, memo=memos.setdefault(dims, {}))
+        maps.append(m.flip(dims) if dims else m)
+        if s is not None:
+            strengths.append(s)
+    if len(maps) == 1:
+        return maps[0], (strengths[0] if strengths else None)
+    mean = _normalise(torch.stack(maps).mean(0))
+    return mean, (torch.stack(strengths).mean(0) if strengths else None)
 
 
 @dataclass
@@ -226,17 +249,16 @@ class Explainer:
                     continue
                 maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
                 for spec in specs:
-                    maps[spec.name] = self._flip_smoothed(
+                    compute = partial(
+                        self._compute,
                         spec,
-                        x,
-                        img_idx,
-                        cls_idx,
-                        layer_names,
-                        eigen_smooth,
-                        aug_smooth,
-                        memos,
-                        FLIPS if flip_smooth else ((),),
+                        img_idx=img_idx,
+                        cls_idx=cls_idx,
+                        layer_names=layer_names,
+                        eigen_smooth=eigen_smooth,
+                        aug_smooth=aug_smooth,
                     )
+                    maps[spec.name] = _flip_mean(compute, x, FLIPS if flip_smooth else ((),), memos)
                     done += 1
                     if progress is not None:
                         progress(
@@ -406,42 +428,6 @@ class Explainer:
         if spec.name == "lime":
             return self._lime(x, img_idx, cls_idx)
         return self._library(spec, x, img_idx, cls_idx, layer_names, eigen_smooth)
-
-    def _flip_smoothed(
-        self,
-        spec: MethodSpec,
-        x: torch.Tensor,
-        img_idx: torch.Tensor,
-        cls_idx: torch.Tensor,
-        layer_names: list[str],
-        eigen_smooth: bool,
-        aug_smooth: bool,
-        memos: dict[tuple[int, ...], dict[bool, list]],
-        flips: Sequence[tuple[int, ...]],
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`_compute` on each flip of ``x``, maps flipped back, averaged and renormalised;
-        one memo per flip, so every method of the call shares that flip's capture.
-        """
-        maps, strengths = [], []
-        for dims in flips:
-            xv = x.flip(dims) if dims else x
-            m, s = self._compute(
-                spec,
-                xv,
-                img_idx,
-                cls_idx,
-                layer_names,
-                eigen_smooth,
-                aug_smooth,
-                memos.setdefault(dims, {}),
-            )
-            maps.append(m.flip(dims) if dims else m)
-            if s is not None:
-                strengths.append(s)
-        if len(maps) == 1:
-            return maps[0], (strengths[0] if strengths else None)
-        mean = _normalise(torch.stack(maps).mean(0))
-        return mean, (torch.stack(strengths).mean(0) if strengths else None)
 
     def _finish_raw(
         self, raw: list[torch.Tensor], x: torch.Tensor, spec: MethodSpec, cls_idx: torch.Tensor
