@@ -455,11 +455,11 @@ def compute_maps(
     out of ``maps`` and ``errors[method]`` says why; the others still run. Each method is one
     engine call so ``progress(done, total, method)`` moves per method.
     """
-    missing = [
-        m
-        for m in methods
-        if any((model_id, item.key, m, layer, flip_smooth, c) not in cache.maps for c in classes)
-    ]
+
+    def key(method: str, c: int) -> MapKey:
+        return (model_id, item.key, method, layer, flip_smooth, c)
+
+    missing = [m for m in methods if any(key(m, c) not in cache.maps for c in classes)]
     errors: dict[str, str] = {}
     for done, method in enumerate(missing):
         if progress is not None:
@@ -477,15 +477,15 @@ def compute_maps(
             errors[method] = f"{method}: {text}"
             continue
         for r in result.results:
-            cache.put((model_id, item.key, method, layer, flip_smooth, r.class_index), r)
+            cache.put(key(method, r.class_index), r)
     if progress is not None and missing:
         progress(len(missing), len(missing), "done")
     maps = {
-        (m, c): cache.maps[(model_id, item.key, m, layer, flip_smooth, c)]
+        (m, c): cache.maps[key(m, c)]
         for m in methods
         if m not in errors
         for c in classes
-        if (model_id, item.key, m, layer, flip_smooth, c) in cache.maps
+        if key(m, c) in cache.maps
     }
     return maps, errors
 
