@@ -321,6 +321,23 @@ class ImagePage:
     probs: Any  # (K,) class probabilities
     default_classes: list[str]  # the model's default targets for this image
 
+    def maps(
+        self, methods: Sequence[str], classes: Sequence[int], progress: Any = None
+    ) -> tuple[dict[tuple[str, int], Any], dict[str, str]]:
+        """:func:`session.compute_maps` of this image at the sidebar's layer and flip setting."""
+        s = self.state
+        return session.compute_maps(
+            self.explainer,
+            s.model_id,
+            self.item,
+            methods,
+            classes,
+            s.layer,
+            self.cache,
+            progress,
+            flip_smooth=s.flips,
+        )
+
 
 def open_image_page(title: str, caption: str, page: str, *, allow_upload: bool) -> ImagePage:
     """Title, model check and image picker shared by the image pages; stops the page when there

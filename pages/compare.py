@@ -12,7 +12,7 @@ opened = _shared.open_image_page(
     "compare",
     allow_upload=False,
 )
-state, explainer, item, cache = opened.state, opened.explainer, opened.item, opened.cache
+state, explainer, item = opened.state, opened.explainer, opened.item
 card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
 for cls in sorted({b.cls for b in item.boxes}):
     if cls in card.classes and cls not in default:
@@ -51,17 +51,7 @@ def _progress(done: int, total: int, method: str) -> None:
     bar.progress(done / max(total, 1), text=f"{label} ({done}/{total} methods)")
 
 
-maps, errors = session.compute_maps(
-    explainer,
-    state.model_id,
-    item,
-    methods,
-    class_idx,
-    state.layer,
-    cache,
-    _progress,
-    flip_smooth=state.flips,
-)
+maps, errors = opened.maps(methods, class_idx, _progress)
 bar.empty()
 
 st.markdown(

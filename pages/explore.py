@@ -18,7 +18,7 @@ opened = _shared.open_image_page(
     "explore",
     allow_upload=True,
 )
-state, explainer, item, cache = opened.state, opened.explainer, opened.item, opened.cache
+state, explainer, item = opened.state, opened.explainer, opened.item
 card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
 gt_classes = sorted({b.cls for b in item.boxes})
 
@@ -73,17 +73,7 @@ def _progress(done: int, total: int, method: str) -> None:
 
 
 with st.spinner("Computing maps…"):
-    maps, errors = session.compute_maps(
-        explainer,
-        state.model_id,
-        item,
-        methods,
-        class_idx,
-        state.layer,
-        cache,
-        _progress,
-        flip_smooth=state.flips,
-    )
+    maps, errors = opened.maps(methods, class_idx, _progress)
 if bar is not None:
     bar.empty()
 for message in errors.values():
