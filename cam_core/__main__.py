@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -53,8 +52,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Overlays (PNG) + maps (.npy) + one JSON of scores and localization figures."""
     import json
+    from pathlib import Path
 
-    from cam_core.data import IMAGE_SUFFIXES, DataError, parse_voc, read_image
+    from cam_core.data import IMAGE_SUFFIXES, DataError, annotation_for, parse_voc, read_image
     from cam_core.explain import Explainer
     from cam_core.metrics import localization_scores
     from cam_core.models import load_model
@@ -88,11 +88,9 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             continue
         names.append(p)
-        xml = _annotation_of(p)
+        xml = annotation_for(p)
         try:
-            boxes.append(
-                parse_voc(xml, image_size=images[-1].shape[:2]).boxes if xml.exists() else ()
-            )
+            boxes.append(parse_voc(xml, image_size=images[-1].shape[:2]).boxes if xml else ())
         except DataError as exc:
             print(f"no GT boxes: {exc}", file=sys.stderr)
             boxes.append(())
@@ -132,24 +130,6 @@ def _explain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     (out / "explain.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {len(exp.results)} maps for {len(images)} image(s) to {out}")
     return 0
-
-
-def _annotation_of(image: Path) -> Path:
-    """The VOC XML of an image: beside it, else in the NEU-DET flat layout's ``ANNOTATIONS/``
-    or the Kaggle layout's ``annotations/`` (``images/<class>/x.jpg``); the first that exists
-    (beside it when none does).
-    """
-    name = f"{image.stem}.xml"
-    up, up2 = image.parent.parent, image.parent.parent.parent
-    for xml in (
-        image.with_suffix(".xml"),
-        up / "ANNOTATIONS" / name,
-        up / "annotations" / name,
-        up2 / "annotations" / name,
-    ):
-        if xml.is_file():
-            return xml
-    return image.with_suffix(".xml")
 
 
 def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:

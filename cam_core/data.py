@@ -617,6 +617,24 @@ def _subdir(folder: Path, *names: str) -> Path | None:
     return found[0] if found else None
 
 
+def annotation_for(image: str | Path) -> Path | None:
+    """The VOC XML of one image file in any layout :func:`load_dataset` reads: beside it, in
+    ``../ANNOTATIONS/`` (NEU-DET flat; ``Annotations/`` beside VOC's ``JPEGImages/``) or in the
+    Kaggle layout's ``../../annotations/`` (``images/<class>/x.jpg``); None when there is none.
+    """
+    image = Path(image)
+    name = f"{image.stem}.xml"
+    folders = [
+        image.parent,
+        _subdir(image.parent.parent, "ANNOTATIONS"),
+        _subdir(image.parent.parent.parent, "annotations"),
+    ]
+    for folder in folders:
+        if folder is not None and (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def _files(folder: Path | None, suffixes: tuple[str, ...]) -> list[Path]:
     if folder is None:
         return []

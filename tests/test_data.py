@@ -20,6 +20,7 @@ from cam_core.data import (
     SPLITS,
     DataError,
     Sample,
+    annotation_for,
     assign_split,
     file_class,
     find_neu_det,
@@ -573,3 +574,20 @@ def test_kaggle_folder_label_and_duplicates(tmp_path):
     assert [(s.stem, s.label) for s in ds.samples] == [("crazing_7", "crazing"), ("r_1", "rust")]
     assert "file name says 'crazing', folder says 'patches'" in ds.samples[0].warnings[0]
     assert len(ds.errors) == 1 and "duplicate image stem" in str(ds.errors[0])
+
+
+def test_annotation_for_finds_the_xml_of_an_image_in_every_layout(tmp_path):
+    layouts = {
+        "flat": ("NEU-DET/IMAGES/a_1.jpg", "NEU-DET/ANNOTATIONS/a_1.xml"),
+        "voc": ("VOC/JPEGImages/a_1.jpg", "VOC/Annotations/a_1.xml"),
+        "kaggle": ("K/train/images/a/a_1.jpg", "K/train/annotations/a_1.xml"),
+        "beside": ("loose/a_1.jpg", "loose/a_1.xml"),
+    }
+    for image, xml in layouts.values():
+        for rel in (image, xml):
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_bytes(b"")
+        assert annotation_for(tmp_path / image) == tmp_path / xml
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "b_2.jpg").write_bytes(b"")
+    assert annotation_for(tmp_path / "bare" / "b_2.jpg") is None
