@@ -29,7 +29,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -768,23 +768,23 @@ def auto_configure(
         raise ValueError("thresholds is empty")
     if not flips or len(set(flips)) != len(flips):
         raise ValueError(f"flips must list distinct settings, e.g. (False, True); got {flips!r}")
+    cfg = EvalConfig(
+        data="<calibration samples>",
+        checkpoint=explainer.card.name,
+        split=None,
+        methods=tuple(methods),
+        layers=tuple(layers),
+        target_rule=target_rule,
+        tau=tau,
+        tolerance=tolerance,
+        box_thresholds=tuple(float(t) for t in thresholds),
+        batch_size=explainer.batch_size,
+    )
     tables: dict[bool, pd.DataFrame] = {}
     candidates = []
     for flip in flips:
-        cfg = EvalConfig(
-            data="<calibration samples>",
-            checkpoint=explainer.card.name,
-            split=None,
-            methods=tuple(methods),
-            layers=tuple(layers),
-            target_rule=target_rule,
-            tau=tau,
-            tolerance=tolerance,
-            box_thresholds=tuple(float(t) for t in thresholds),
-            flip_smooth=bool(flip),
-            batch_size=explainer.batch_size,
-        )
-        result = evaluate(cfg, explainer=explainer, samples=samples, progress=progress)
+        run = replace(cfg, flip_smooth=bool(flip))
+        result = evaluate(run, explainer=explainer, samples=samples, progress=progress)
         table = result.summary()
         overall = tables[bool(flip)] = table[table["class"] == "all"].set_index(["method", "layer"])
         for m, lay in result.groups():
