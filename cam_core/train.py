@@ -185,6 +185,14 @@ def _mosaic_item(items: Sequence[_Item], rng: np.random.Generator) -> _Item:
     return _Item(img, boxes, None)
 
 
+def _stop_early(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
+    """Early stopping: ``patience`` epochs without a better val score, counted only in the second
+    half of the one-cycle schedule. Before that the learning rate is near its peak and val scores
+    swing (a 24-epoch NEU-DET run stopped at epoch 6, val accuracy 0.72, its best 0.80 at epoch 1).
+    """
+    return epoch >= cfg.epochs // 2 and epoch - best_epoch >= cfg.patience
+
+
 def val_mosaics(items: Sequence[_Item], n: int = 200, seed: int = 12345) -> list[_Item]:
     """``n`` held-out 2×2 mosaics of validation images (fixed seed: the same set every run)."""
     rng = np.random.default_rng(seed)
@@ -459,7 +467,7 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
                     "step": step,
                 }
             )
-        if (cfg.max_steps and step >= cfg.max_steps) or epoch - best_epoch >= cfg.patience:
+        if (cfg.max_steps and step >= cfg.max_steps) or _stop_early(epoch, best_epoch, cfg):
             break
     from cam_core.models import load_model
 

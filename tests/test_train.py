@@ -19,6 +19,7 @@ from cam_core.train import (
     TrainConfig,
     _box_loss,
     _Item,
+    _stop_early,
     _targets,
     augment,
     box_targets,
@@ -162,6 +163,14 @@ def test_crazing_104_is_multilabel_with_patches():
     item = _Item(np.zeros((1, 1), np.uint8), s.boxes, s.label)
     y = _targets(item, NEU_CLASSES, multilabel=True)
     assert y[NEU_CLASSES.index("patches")] == 1
+
+
+def test_early_stopping_waits_for_the_second_half_of_the_schedule():
+    cfg = TrainConfig(data="-", out="-", epochs=24, patience=5)
+    # Near the peak learning rate val scores swing: no stop there, however long since the best.
+    assert not any(_stop_early(epoch, 1, cfg) for epoch in range(12))
+    assert _stop_early(12, 1, cfg)
+    assert not _stop_early(15, 11, cfg) and _stop_early(16, 11, cfg)
 
 
 def test_mosaic_boxes_land_on_their_quadrant():
