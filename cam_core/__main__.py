@@ -23,6 +23,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         mosaic=args.mosaic,
         box_loss=args.box_loss,
         seed=args.seed,
+        patience=args.patience,
         limit_per_class=args.limit_per_class,
         max_steps=args.max_steps,
         input_size=args.input_size,
@@ -176,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="stop after N epochs without a better val score, counted in the second half of "
+        "training (0: train every epoch; the best epoch is kept either way)",
+    )
     t.add_argument("--input-size", type=int, default=None)
     t.add_argument("--limit-per-class", type=int, default=None)
     t.add_argument("--max-steps", type=int, default=None)

@@ -171,6 +171,7 @@ def test_early_stopping_waits_for_the_second_half_of_the_schedule():
     assert not any(_stop_early(epoch, 1, cfg) for epoch in range(12))
     assert _stop_early(12, 1, cfg)
     assert not _stop_early(15, 11, cfg) and _stop_early(16, 11, cfg)
+    assert not _stop_early(23, 1, replace(cfg, patience=0))
 
 
 def test_mosaic_boxes_land_on_their_quadrant():
