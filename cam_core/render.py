@@ -449,18 +449,25 @@ def _fmt(value: float | bool | None, kind: str) -> str:
     return f"{float(value):.2f}"
 
 
-def scores_caption(scores: Mapping[str, float | bool | None]) -> str:
-    """One line of localization figures: pointing, energy in boxes, pixel IoU, map-box IoU."""
+def scores_caption(scores: Mapping[str, float | bool | None], strength: float | None = None) -> str:
+    """One line of localization figures: pointing, energy in boxes, pixel IoU, map-box IoU.
+
+    ``strength`` is the map's :attr:`~cam_core.explain.CamResult.strength`; at 0 the method found
+    no positive evidence for the class and the line says the map is blank, so a dark panel is not
+    read as "looking nowhere in particular".
+    """
+    blank = "blank map: no positive evidence for this class" if strength == 0 else ""
     if all(v is None for v in scores.values()):
-        return "no GT box of this class: localization not scored"
+        return " · ".join(filter(None, [blank, "no GT box of this class: localization not scored"]))
     parts = [
+        blank,
         f"pointing {_fmt(scores.get('pointing'), 'hit')}",
         f"energy {_fmt(scores.get('energy'), 'num')}",
         f"IoU {_fmt(scores.get('iou'), 'num')}",
     ]
     if "box_iou" in scores:
         parts.append(f"box IoU {_fmt(scores.get('box_iou'), 'num')}")
-    return " · ".join(parts)
+    return " · ".join(filter(None, parts))
 
 
 def legend_markdown(classes: Sequence[str]) -> str:

@@ -80,11 +80,12 @@ for method in methods:
         result = maps[(method, ci)]
         gt = item.sample.boxes_for(card.classes[ci])
         scored = session.panel_scores(result.cam, gt)
+        figures = render.scores_caption(scored.scores, result.strength)
         col.image(
             render.panel_image(
                 item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=scored.cam_boxes[:3]
             ),
-            caption=f"{label} · {result.class_name} — {render.scores_caption(scored.scores)}",
+            caption=f"{label} · {result.class_name} — {figures}",
             width=280,
             output_format="PNG",
         )
