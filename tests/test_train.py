@@ -262,9 +262,9 @@ def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
     stated = json.loads(path.with_suffix(".json").read_text())["metrics"]["val_mosaic"]
     assert figures["macro_f1"] == pytest.approx(stated["macro_f1"], abs=0.005)
     f1 = {c: v["f1"] for c, v in figures["per_class"].items()}
-    # The target is 0.95 for every class; the bundled model reaches 0.94 (pitted_surface)
-    # to 1.00 (models/README.md). This holds what it reaches, so a worse retrain fails.
-    assert figures["macro_f1"] >= 0.97 and min(f1.values()) >= 0.94, f1
+    # The target: 0.95 for every class. The bundled model reaches 0.95 (inclusion) to 0.99
+    # on this draw (models/README.md); a worse retrain fails.
+    assert figures["macro_f1"] >= 0.97 and min(f1.values()) >= 0.95, f1
 
 
 @needs_neu
