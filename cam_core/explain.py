@@ -60,6 +60,11 @@ class CamResult:
     cam: np.ndarray
     strength: float | None
 
+    @property
+    def blank(self) -> bool:
+        """The method found no positive evidence for the class: the map is all zeros."""
+        return self.strength == 0
+
 
 @dataclass(frozen=True)
 class Explanation:

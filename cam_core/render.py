@@ -449,25 +449,23 @@ def _fmt(value: float | bool | None, kind: str) -> str:
     return f"{float(value):.2f}"
 
 
-def scores_caption(scores: Mapping[str, float | bool | None], strength: float | None = None) -> str:
+def scores_caption(scores: Mapping[str, float | bool | None], blank: bool = False) -> str:
     """One line of localization figures: pointing, energy in boxes, pixel IoU, map-box IoU.
 
-    ``strength`` is the map's :attr:`~cam_core.explain.CamResult.strength`; at 0 the method found
-    no positive evidence for the class and the line says the map is blank, so a dark panel is not
-    read as "looking nowhere in particular".
+    ``blank`` (:attr:`~cam_core.explain.CamResult.blank`) puts first that the method found no
+    positive evidence, so a dark panel is not read as "looking nowhere in particular".
     """
-    blank = "blank map: no positive evidence for this class" if strength == 0 else ""
+    parts = ["blank map: no positive evidence for this class"] if blank else []
     if all(v is None for v in scores.values()):
-        return " · ".join(filter(None, [blank, "no GT box of this class: localization not scored"]))
-    parts = [
-        blank,
+        return " · ".join([*parts, "no GT box of this class: localization not scored"])
+    parts += [
         f"pointing {_fmt(scores.get('pointing'), 'hit')}",
         f"energy {_fmt(scores.get('energy'), 'num')}",
         f"IoU {_fmt(scores.get('iou'), 'num')}",
     ]
     if "box_iou" in scores:
         parts.append(f"box IoU {_fmt(scores.get('box_iou'), 'num')}")
-    return " · ".join(filter(None, parts))
+    return " · ".join(parts)
 
 
 def legend_markdown(classes: Sequence[str]) -> str:

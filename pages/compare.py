@@ -80,7 +80,7 @@ for method in methods:
         result = maps[(method, ci)]
         gt = item.sample.boxes_for(card.classes[ci])
         scored = session.panel_scores(result.cam, gt)
-        figures = render.scores_caption(scored.scores, result.strength)
+        figures = render.scores_caption(scored.scores, result.blank)
         col.image(
             render.panel_image(
                 item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=scored.cam_boxes[:3]

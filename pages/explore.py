@@ -196,7 +196,7 @@ def _map_panel(
         config={"displayModeBar": False},
         key=f"map_{result.class_index}_{result.method}",
     )
-    figures = render.scores_caption(scored.scores, result.strength)
+    figures = render.scores_caption(scored.scores, result.blank)
     st.caption(f"{label} · {result.class_name} — {figures}")
     name = f"{item.sample.stem}_{result.class_name}_{result.method}_{result.layer}"
     png = render.png_bytes(

@@ -6,6 +6,7 @@ import pytest
 
 from cam_core import render
 from cam_core.data import Box
+from cam_core.explain import CamResult
 
 
 def _ramp(h=20, w=30):
@@ -152,11 +153,16 @@ def test_probability_figure_and_captions():
     cap = render.scores_caption({"pointing": True, "energy": 0.5, "iou": None, "box_iou": 0.25})
     assert cap == "pointing hit ✓ · energy 0.50 · IoU – · box IoU 0.25"
     assert "not scored" in render.scores_caption({"pointing": None, "energy": None})
+
     # A map with no positive evidence (strength 0) is blank; the caption says so, scores kept.
-    blank = render.scores_caption({"pointing": False, "energy": 0.2}, strength=0.0)
+    def result(strength):
+        return CamResult(0, 0, "a", "gradcam", "head", np.zeros((4, 4), np.float32), strength)
+
+    scores = {"pointing": False, "energy": 0.2}
+    blank = render.scores_caption(scores, result(0.0).blank)
     assert blank.startswith("blank map: no positive evidence") and "energy 0.20" in blank
-    assert "blank" not in render.scores_caption({"pointing": False, "energy": 0.2}, strength=0.4)
-    assert "blank" not in render.scores_caption({"pointing": False, "energy": 0.2}, strength=None)
+    assert "blank" not in render.scores_caption(scores, result(0.4).blank)
+    assert "blank" not in render.scores_caption(scores, result(None).blank)
 
 
 def test_panel_image_draws_gt_and_map_boxes():

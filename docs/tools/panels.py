@@ -61,7 +61,7 @@ def main() -> None:
             exp = ex.explain([image], [method], targets=[[c]], layers=layer, flip_smooth=flips)
             cam = exp.results[0].cam
             label = f"{MODELS[name]}: {method}@{layer}{' +flips' if flips else ''}"
-            if exp.results[0].strength == 0:
+            if exp.results[0].blank:
                 label = f"{MODELS[name]}: blank (no + evidence)"
             tiles.append(_label(panel_image(image, cam, gt_boxes=gt), label))
         rows.append(
