@@ -531,18 +531,32 @@ def panel_scores(
 # --------------------------------------------------------------------------- evaluation
 
 
+ROW_FIGURE: dict[str, str] = {"maxboxacc_v2": "box_iou", "pxap": "iou"}
+"""Dataset-level metrics (no per-row value) → the per-row figure worst cases are ranked by:
+MaxBoxAccV2 counts map boxes that overlap a GT box, so its rows rank by their best map-box IoU
+at τ; PxAP scores map pixels against box pixels, so its rows rank by their pixel IoU at τ."""
+
+
+def ranking_figure(metric: str) -> str:
+    """The per-row column :func:`worst_cases` ranks ``metric`` by (itself for per-row ones)."""
+    return ROW_FIGURE.get(metric, metric)
+
+
 def worst_cases(rows: pd.DataFrame, metric: str = "energy", n: int = 10) -> pd.DataFrame:
     """The ``n`` scoreable method rows (no baselines, no errors) with the lowest ``metric``.
 
-    ``rows`` is :meth:`cam_core.evaluate.EvalResult.rows_frame`. Ties are broken by energy in
-    the boxes; the result keeps stem, class, method, layer, the figures, score and correct.
+    ``rows`` is :meth:`cam_core.evaluate.EvalResult.rows_frame`. A dataset-level metric is
+    ranked by its per-row figure (:data:`ROW_FIGURE`). Ties are broken by energy in the boxes;
+    the result keeps stem, class, method, layer, the figures, score and correct.
     """
-    if metric not in rows.columns:
-        raise KeyError(f"Unknown metric {metric!r}; valid: {list(rows.columns)}")
+    column = ranking_figure(metric)
+    if column not in rows.columns:
+        valid = [c for c in rows.columns if c in ROW_FIGURE.values()] + list(ROW_FIGURE)
+        raise KeyError(f"Unknown metric {metric!r}; valid: {sorted(set(valid))} or a row column")
     keep = rows[~rows["method"].astype(str).str.startswith("baseline:")]
-    keep = keep[keep["error"].isna() & keep[metric].notna()]
-    keep = keep.assign(**{metric: keep[metric].astype(float)})
-    by = [metric] + (["energy"] if metric != "energy" else [])
+    keep = keep[keep["error"].isna() & keep[column].notna()]
+    keep = keep.assign(**{column: keep[column].astype(float)})
+    by = [column] + (["energy"] if column != "energy" else [])
     columns = ["stem", "class", "method", "layer", "pointing", "energy", "iou", "score", "correct"]
-    columns = list(dict.fromkeys([*columns[:4], metric, *columns[4:]]))
+    columns = list(dict.fromkeys([*columns[:4], column, *columns[4:]]))
     return keep.sort_values(by, kind="stable").head(n)[columns].reset_index(drop=True)

@@ -4,9 +4,10 @@ picker. Computation lives in cam_core; this module only wires widgets to it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -509,3 +510,13 @@ def short_key(*parts: object) -> str:
     """A short stable widget-key suffix for a tuple of values."""
     text = "|".join(map(str, parts))
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+@contextlib.contextmanager
+def section(name: str) -> Iterator[None]:
+    """Draw one page section; an error inside it is shown there and the rest of the page still
+    draws (Streamlit's stop/rerun signals are not errors and pass through)."""
+    try:
+        yield
+    except Exception as exc:  # one section must not take the page down
+        st.error(f"{name} could not be drawn: {type(exc).__name__}: {exc}", icon=":material/error:")

@@ -119,36 +119,48 @@ metric = st.segmented_control(
     "Metric", metrics, default="pointing", format_func=render.METRIC_LABELS.get, key="eval_metric"
 )
 metric = metric or "pointing"
-table = render.comparison_table(summary, metric)
-st.markdown(f"**{render.METRIC_LABELS[metric]}** per class — baselines in the right-hand columns")
-st.dataframe(render.styled_comparison(table), width="stretch")
-st.caption("Green: beats every baseline for that class. Grey italic: baselines.")
-st.plotly_chart(render.metric_bars(summary, metric), key="eval_bars")
+with _shared.section("The per-class table"):
+    table = render.comparison_table(summary, metric)
+    st.markdown(
+        f"**{render.METRIC_LABELS[metric]}** per class — baselines in the right-hand columns"
+    )
+    st.dataframe(render.styled_comparison(table), width="stretch")
+    st.caption("Green: beats every baseline for that class. Grey italic: baselines.")
+    st.plotly_chart(render.metric_bars(summary, metric), key="eval_bars")
 
 with st.expander("Full summary (every metric, counts)"):
     st.dataframe(summary, hide_index=True, width="stretch")
 
 st.subheader("Worst cases")
-st.caption("Lowest figures first. Select a row, then open it on the Explore page.")
-worst = session.worst_cases(result.rows_frame(), metric, n=12)
-picked = st.dataframe(
-    worst,
-    hide_index=True,
-    width="stretch",
-    on_select="rerun",
-    selection_mode="single-row",
-    key="worst_table",
-)
-rows = picked.selection.rows if picked is not None else []
-if rows:
-    rec = worst.iloc[rows[0]]
-    st.button(
-        f"Open {rec['stem']} · {rec['class']} · {rec['method']} in Explore",
-        on_click=_open_in_explore,
-        args=(str(rec["stem"]), str(rec["class"]), str(rec["method"])),
-        icon=":material/open_in_new:",
-        type="primary",
+with _shared.section("Worst cases"):
+    ranked_by = session.ranking_figure(metric)
+    how = (
+        f"{render.METRIC_LABELS[metric]} is a dataset figure with no value per row: rows are "
+        f"ranked by their {render.METRIC_LABELS.get(ranked_by, ranked_by)}, the per-row figure "
+        "closest to it. "
+        if ranked_by != metric
+        else ""
     )
+    st.caption(how + "Lowest figures first. Select a row, then open it on the Explore page.")
+    worst = session.worst_cases(result.rows_frame(), metric, n=12)
+    picked = st.dataframe(
+        worst,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key="worst_table",
+    )
+    rows = picked.selection.rows if picked is not None else []
+    if rows:
+        rec = worst.iloc[rows[0]]
+        st.button(
+            f"Open {rec['stem']} · {rec['class']} · {rec['method']} in Explore",
+            on_click=_open_in_explore,
+            args=(str(rec["stem"]), str(rec["class"]), str(rec["method"])),
+            icon=":material/open_in_new:",
+            type="primary",
+        )
 for stem, message in result.errors[:20]:
     st.error(f"{stem}: {message}")
 

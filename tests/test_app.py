@@ -272,3 +272,34 @@ def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_m
     assert at.selectbox(key="box_threshold").value == 0.3  # the card's recommended threshold
     heat = _heat_captions(at)
     assert heat and all(("pointing" in c) or ("not scored" in c) for c in heat)
+
+
+def _run_evaluation(at, n=6):
+    _ok(at.switch_page("pages/evaluate.py").run())
+    next(n_ for n_ in at.number_input if n_.label == "Images (0 = all)").set_value(n)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    return _ok(at.run())
+
+
+def _download_labels(at):
+    return [d.proto.label for d in at.get("download_button")]
+
+
+def test_every_evaluation_metric_shows_worst_cases_and_keeps_the_downloads(app):
+    """Issue 14 item 1: MaxBoxAccV2 and PxAP (dataset figures) crashed the worst-case section
+    and took the downloads with it. Every option of the metric control is clicked."""
+    at = _run_evaluation(_ok(app.run()))
+    control = at.get("button_group")[0]
+    summary = next(d.value for d in at.dataframe if "n_rows" in d.value.columns)
+    # the control shows display names; its raw values are the summary's metric columns
+    by_label = {control.format_func(c): c for c in summary.columns}
+    assert {"MaxBoxAccV2", "PxAP"} <= set(control.options), control.options
+    assert set(control.options) <= set(by_label), (control.options, list(summary.columns))
+    for label in control.options:
+        at.get("button_group")[0].set_value(by_label[label])
+        _ok(at.run())
+        assert at.get("button_group")[0].value == by_label[label]
+        assert not [e.value for e in at.error], (label, [e.value for e in at.error])
+        assert _download_labels(at) == ["Summary CSV", "Rows CSV", "HTML report"], label
+        worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
+        assert len(worst) > 0, label

@@ -270,6 +270,12 @@ def test_worst_cases_skip_baselines_and_errors():
     assert list(worst.columns[:5]) == ["stem", "class", "method", "layer", "energy"]
     with pytest.raises(KeyError, match="Unknown metric 'nope'"):
         session.worst_cases(rows, "nope")
+    # dataset-level metrics have no per-row value: ranked by the per-row figure behind them
+    rows = rows.assign(box_iou=[0.9, 0.1, 0.0, 0.5], iou=[0.2, 0.6, 0.0, 0.5])
+    assert list(session.worst_cases(rows, "maxboxacc_v2")["stem"]) == ["b", "a"]
+    assert list(session.worst_cases(rows, "pxap")["stem"]) == ["a", "b"]
+    assert session.ranking_figure("maxboxacc_v2") == "box_iou"
+    assert session.ranking_figure("energy") == "energy"
 
 
 def test_synthetic_folder_is_written_once(tmp_path):
