@@ -1,29 +1,57 @@
-"""Pictures of maps and boxes: overlays, box outlines, plotly figures, PNG/.npy bytes.
+"""Pictures of maps and boxes: overlays, box outlines, PNG/.npy bytes, the words under a panel,
+and the shared intensity scale across the classes of one image. Plotly figures are in
+:mod:`cam_core.figures`, slide-ready PNG sheets in :mod:`cam_core.slides`.
 
 Pure functions over arrays the engine already produced; nothing here computes a map.
 Images are (H, W) uint8 grayscale or (H, W, 3) uint8 RGB; maps are (H, W) floats in [0, 1] at the
 image's resolution; boxes are :class:`~cam_core.data.Box` or ``(x0, y0, x1, y1[, score])`` in
 half-open pixel coordinates. Raster outputs are (H, W, 3) uint8 **RGB** (OpenCV's BGR never
 leaves this module).
-
-Plotly figures place pixel (r, c) at (x=c, y=r), so a box edge ``x0`` (a pixel boundary) is drawn
-at ``x0 - 0.5``.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 
 from cam_core.data import Box, rescale_boxes
+from cam_core.vocabulary import method_name, metric_info
+
+if TYPE_CHECKING:
+    from cam_core.explain import CamResult
+
+__all__ = [
+    "CAM_BOX_COLOUR",
+    "CLASS_COLOURS",
+    "COLORMAPS",
+    "HALO_COLOUR",
+    "LOW_PROBABILITY",
+    "SHARED_SCALE_TITLE",
+    "as_map",
+    "box_xyxy",
+    "class_colour",
+    "colorize",
+    "colormap_lut",
+    "css",
+    "draw_boxes",
+    "legend_markdown",
+    "npy_bytes",
+    "overlay",
+    "panel_image",
+    "panel_title",
+    "png_bytes",
+    "probability_note",
+    "scores_caption",
+    "shared_gains",
+    "shared_scale",
+    "thumbnail",
+    "to_rgb",
+]
 
 RGB = tuple[int, int, int]
 BoxLike = Box | Sequence[float]
@@ -42,12 +70,14 @@ lookup table, so figures and PNG downloads agree)."""
 CLASS_COLOURS: dict[str, RGB] = {
     "crazing": (230, 159, 0),
     "inclusion": (86, 180, 233),
-    "patches": (0, 158, 115),
+    "patches": (0, 168, 122),
     "pitted_surface": (240, 228, 66),
     "rolled-in_scale": (204, 121, 167),
-    "scratches": (213, 94, 0),
+    "scratches": (236, 96, 52),
 }
-"""One colour per NEU-DET class (Okabe–Ito palette: tells apart under colour blindness)."""
+"""One colour per NEU-DET class: the Okabe–Ito palette (tells apart under colour blindness), its
+green and vermilion lightened so that every outline, edged by :data:`HALO_COLOUR`, keeps a
+luminance contrast of at least 2.5:1 (3:1 for most) against every colour of every colormap."""
 
 _EXTRA_COLOURS: tuple[RGB, ...] = (
     (0, 114, 178),
@@ -60,6 +90,13 @@ _EXTRA_COLOURS: tuple[RGB, ...] = (
 CAM_BOX_COLOUR: RGB = (255, 255, 255)
 """Outline of boxes derived from a map (GT boxes use their class colour)."""
 
+HALO_COLOUR: RGB = (0, 0, 0)
+"""Dark edge on both sides of every outline and around box labels: light class colours
+(inclusion's sky blue, pitted surface's yellow) and the white map boxes stay visible on every
+colormap, whose palettes contain colours close to each of them."""
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
 
 def class_colour(cls: str) -> RGB:
     """The RGB colour of class ``cls``: fixed for NEU-DET classes, stable by name otherwise."""
@@ -68,7 +105,8 @@ def class_colour(cls: str) -> RGB:
     return _EXTRA_COLOURS[sum(cls.encode("utf-8")) % len(_EXTRA_COLOURS)]
 
 
-def _css(colour: RGB) -> str:
+def css(colour: RGB) -> str:
+    """``"rgb(r,g,b)"`` for HTML and plotly."""
     return f"rgb({colour[0]},{colour[1]},{colour[2]})"
 
 
@@ -86,7 +124,11 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {image.shape}")
 
 
-def _check_cam(cam: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+def as_map(cam: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``cam`` as an (H, W) float32 array clipped to [0, 1]; ``shape`` (H, W[, 3]) must match.
+
+    Raises ``ValueError`` naming the shapes, or for NaN / inf values.
+    """
     arr = np.asarray(cam, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(f"map must be (H, W), got shape {arr.shape}")
@@ -104,10 +146,16 @@ def _check_colormap(colormap: str) -> int:
         raise KeyError(f"Unknown colormap {colormap!r}; valid: {sorted(COLORMAPS)}") from None
 
 
+def colormap_lut(colormap: str = "jet") -> np.ndarray:
+    """The (256, 3) uint8 RGB palette of ``colormap``: entry v colours map value v / 255."""
+    code = _check_colormap(colormap)
+    return cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None, :], code)[0, :, ::-1].copy()
+
+
 def colorize(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """(H, W) map in [0, 1] → (H, W, 3) uint8 RGB via ``colormap`` (values outside clipped)."""
     code = _check_colormap(colormap)
-    u8 = np.rint(_check_cam(cam) * 255.0).astype(np.uint8)
+    u8 = np.rint(as_map(cam) * 255.0).astype(np.uint8)
     return cv2.applyColorMap(u8, code)[:, :, ::-1].copy()
 
 
@@ -121,12 +169,13 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     rgb = to_rgb(image)
-    heat = colorize(_check_cam(cam, rgb.shape), colormap)
+    heat = colorize(as_map(cam, rgb.shape), colormap)
     mixed = (1.0 - alpha) * rgb.astype(np.float32) + alpha * heat.astype(np.float32)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
-def _xyxy(box: BoxLike) -> tuple[float, float, float, float]:
+def box_xyxy(box: BoxLike) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of a :class:`Box` or an ``(x0, y0, x1, y1[, score])`` tuple."""
     if isinstance(box, Box):
         return box.x0, box.y0, box.x1, box.y1
     if len(box) < 4:
@@ -141,6 +190,35 @@ def _pixel_span(lo: float, hi: float, limit: int) -> tuple[int, int] | None:
     return (first, last) if first <= last else None
 
 
+def _ring(out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], t: int, rgb: RGB) -> None:
+    """Paint the ``t``-pixel ring just inside rows r0..r1 × cols c0..c1 (inclusive), clipped."""
+    h, w = out.shape[:2]
+    (r0, r1), (c0, c1) = rows, cols
+    for ra, rb, ca, cb in (
+        (r0, min(r0 + t - 1, r1), c0, c1),
+        (max(r1 - t + 1, r0), r1, c0, c1),
+        (r0, r1, c0, min(c0 + t - 1, c1)),
+        (r0, r1, max(c1 - t + 1, c0), c1),
+    ):
+        ra, rb, ca, cb = max(ra, 0), min(rb, h - 1), max(ca, 0), min(cb, w - 1)
+        if ra <= rb and ca <= cb:
+            out[ra : rb + 1, ca : cb + 1] = rgb
+
+
+def _label(out: np.ndarray, text: str, rows: tuple[int, int], c0: int, rgb: RGB) -> None:
+    """``text`` above the box whose pixel rows are ``rows`` (inside its top edge when there is no
+    room above), shifted left as needed so that it ends inside the image; dark-edged.
+    """
+    h, w = out.shape[:2]
+    scale = max(0.35, min(h, w) / 600)
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
+    x = max(0, min(c0 + 1, w - tw - 2))
+    y = rows[0] - 3 - base if rows[0] - 3 - base - th >= 1 else rows[0] + th + 4
+    y = min(y, h - base - 1)
+    cv2.putText(out, text, (x, y), _FONT, scale, HALO_COLOUR, 3, cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), _FONT, scale, rgb, 1, cv2.LINE_AA)
+
+
 def draw_boxes(
     image: np.ndarray,
     boxes: Sequence[BoxLike],
@@ -148,12 +226,15 @@ def draw_boxes(
     colour: RGB | None = None,
     thickness: int = 2,
     labels: Sequence[str] | None = None,
+    halo: bool = True,
 ) -> np.ndarray:
     """A copy of ``image`` (as RGB) with each box outlined ``thickness`` pixels *inside* its edge.
 
     The outline covers exactly the pixels whose centres are inside the box and within
-    ``thickness`` pixels of its border. ``colour`` None: a :class:`Box` takes its class colour,
-    other boxes :data:`CAM_BOX_COLOUR`. ``labels`` (one per box) are written above each box.
+    ``thickness`` pixels of its border; ``halo`` edges it with one :data:`HALO_COLOUR` pixel on
+    both sides so that it stays visible on any colormap. ``colour`` None: a :class:`Box` takes its
+    class colour, other boxes :data:`CAM_BOX_COLOUR`. ``labels`` (one per box) are written above
+    each box, or inside its top edge at the image's top, and always end inside the image.
     """
     if thickness < 1:
         raise ValueError(f"thickness must be >= 1 pixel, got {thickness}")
@@ -161,31 +242,22 @@ def draw_boxes(
         raise ValueError(f"{len(labels)} labels for {len(boxes)} boxes")
     out = to_rgb(image)
     h, w = out.shape[:2]
+    spans = []
     for i, box in enumerate(boxes):
-        x0, y0, x1, y1 = _xyxy(box)
+        x0, y0, x1, y1 = box_xyxy(box)
         cols, rows = _pixel_span(x0, x1, w), _pixel_span(y0, y1, h)
-        if cols is None or rows is None:
-            continue
-        (c0, c1), (r0, r1) = cols, rows
-        rgb = colour or (class_colour(box.cls) if isinstance(box, Box) else CAM_BOX_COLOUR)
-        t = thickness
-        out[r0 : min(r0 + t, r1 + 1), c0 : c1 + 1] = rgb
-        out[max(r1 - t + 1, r0) : r1 + 1, c0 : c1 + 1] = rgb
-        out[r0 : r1 + 1, c0 : min(c0 + t, c1 + 1)] = rgb
-        out[r0 : r1 + 1, max(c1 - t + 1, c0) : c1 + 1] = rgb
+        if cols is not None and rows is not None:
+            rgb = colour or (class_colour(box.cls) if isinstance(box, Box) else CAM_BOX_COLOUR)
+            spans.append((i, rows, cols, rgb))
+    t = thickness
+    if halo:  # all halos first, so that no halo covers a neighbouring box's colour
+        for _, (r0, r1), (c0, c1), _ in spans:
+            _ring(out, (r0 - 1, r1 + 1), (c0 - 1, c1 + 1), t + 2, HALO_COLOUR)
+    for _, rows, cols, rgb in spans:
+        _ring(out, rows, cols, t, rgb)
+    for i, rows, cols, rgb in spans:
         if labels is not None and labels[i]:
-            scale = max(0.35, min(h, w) / 600)
-            y_text = r0 - 3 if r0 > 12 else min(r0 + 12 + t, h - 2)
-            cv2.putText(
-                out,
-                labels[i],
-                (c0 + 1, y_text),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                scale,
-                rgb,
-                1,
-                cv2.LINE_AA,
-            )
+            _label(out, labels[i], rows, cols[0], rgb)
     return out
 
 
@@ -230,214 +302,6 @@ def npy_bytes(cam: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-# --------------------------------------------------------------------------- plotly
-
-
-def colorscale(colormap: str = "jet", steps: int = 16) -> list[list[Any]]:
-    """A plotly colorscale sampled from the OpenCV ``colormap`` lookup table."""
-    code = _check_colormap(colormap)
-    levels = np.linspace(0, 255, steps).round().astype(np.uint8)[None, :]
-    lut = cv2.applyColorMap(levels, code)[0, :, ::-1]
-    return [[i / (steps - 1), _css(tuple(int(v) for v in lut[i]))] for i in range(steps)]
-
-
-def _data_uri(rgb: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
-
-
-def _image_trace(rgb: np.ndarray, max_side: int, hover: bool) -> go.Image:
-    """The picture as a PNG ``source`` (compact), shrunk to ``max_side`` and stretched back."""
-    h, w = rgb.shape[:2]
-    f = max(1.0, max(h, w) / max_side)
-    if f > 1.0:
-        rgb = cv2.resize(rgb, (round(w / f), round(h / f)), interpolation=cv2.INTER_AREA)
-    dx, dy = w / rgb.shape[1], h / rgb.shape[0]
-    return go.Image(
-        source=_data_uri(rgb),
-        x0=(dx - 1) / 2,
-        y0=(dy - 1) / 2,
-        dx=dx,
-        dy=dy,
-        hoverinfo="x+y" if hover else "skip",
-        name="image",
-    )
-
-
-def _outline(boxes: Sequence[BoxLike]) -> tuple[list[float | None], list[float | None]]:
-    """Closed rectangles as one polyline (None between boxes), in plotly pixel coordinates."""
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    for box in boxes:
-        x0, y0, x1, y1 = (v - 0.5 for v in _xyxy(box))
-        xs += [x0, x1, x1, x0, x0, None]
-        ys += [y0, y0, y1, y1, y0, None]
-    return xs, ys
-
-
-def _gt_traces(boxes: Sequence[Box], dash: str, legend: bool) -> list[go.Scatter]:
-    """One outline trace per class (legend entry = class name, colour = class colour)."""
-    traces = []
-    for cls in dict.fromkeys(b.cls for b in boxes):
-        mine = [b for b in boxes if b.cls == cls]
-        xs, ys = _outline(mine)
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": _css(class_colour(cls)), "width": 2, "dash": dash},
-                name=f"GT {cls} ({len(mine)})",
-                legendgroup=cls,
-                showlegend=legend,
-                hoverinfo="name",
-            )
-        )
-    return traces
-
-
-def _layout(fig: go.Figure, title: str, height: int, shape: tuple[int, int], legend: bool) -> None:
-    h, w = shape
-    fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 14}},
-        height=height,
-        margin={"l": 4, "r": 56, "t": 36, "b": 4},
-        showlegend=legend,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0, "font": {"size": 11}},
-        plot_bgcolor="rgba(0,0,0,0)",
-        hoverlabel={"bgcolor": "white"},
-    )
-    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
-    fig.update_yaxes(
-        visible=False, range=[h - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain"
-    )
-
-
-def image_figure(
-    image: np.ndarray,
-    gt_boxes: Sequence[Box] = (),
-    *,
-    title: str = "",
-    height: int = 360,
-    max_side: int = 512,
-) -> go.Figure:
-    """The raw image with its GT boxes, one colour and one legend entry per class."""
-    rgb = to_rgb(image)
-    fig = go.Figure([_image_trace(rgb, max_side, hover=True), *_gt_traces(gt_boxes, "solid", True)])
-    _layout(fig, title, height + (30 if gt_boxes else 0), rgb.shape[:2], legend=bool(gt_boxes))
-    return fig
-
-
-def heatmap_figure(
-    image: np.ndarray,
-    cam: np.ndarray,
-    *,
-    alpha: float = 0.5,
-    colormap: str = "jet",
-    title: str = "",
-    gt_boxes: Sequence[Box] = (),
-    cam_boxes: Sequence[BoxLike] = (),
-    cam_box_labels: Sequence[str] | None = None,
-    height: int = 360,
-    max_side: int = 256,
-) -> go.Figure:
-    """The map over the image: a translucent heatmap (hover shows the map value), GT boxes
-    dashed in class colours, and map-derived boxes in white with ``cam_box_labels``.
-
-    The map is block-averaged to at most ``max_side`` cells a side for the browser.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    if cam_box_labels is not None and len(cam_box_labels) != len(cam_boxes):
-        raise ValueError(f"{len(cam_box_labels)} labels for {len(cam_boxes)} map boxes")
-    rgb = to_rgb(image)
-    arr = _check_cam(cam, rgb.shape)
-    h, w = arr.shape
-    f = max(1.0, max(h, w) / max_side)
-    if f > 1.0:
-        arr = cv2.resize(arr, (round(w / f), round(h / f)), interpolation=cv2.INTER_AREA)
-    dx, dy = w / arr.shape[1], h / arr.shape[0]
-    traces: list[Any] = [
-        _image_trace(rgb, 512, hover=False),
-        go.Heatmap(
-            z=arr,
-            x0=(dx - 1) / 2,
-            dx=dx,
-            y0=(dy - 1) / 2,
-            dy=dy,
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=colorscale(colormap),
-            opacity=alpha,
-            showscale=True,
-            colorbar={"thickness": 10, "len": 0.8, "tickvals": [0, 0.5, 1], "x": 1.01, "xpad": 4},
-            hovertemplate="x %{x:.0f}, y %{y:.0f}<br>map %{z:.2f}<extra></extra>",
-            name="map",
-        ),
-        *_gt_traces(gt_boxes, "dash", True),
-    ]
-    if cam_boxes:
-        xs, ys = _outline(cam_boxes)
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": _css(CAM_BOX_COLOUR), "width": 2},
-                name=f"map boxes ({len(cam_boxes)})",
-                hoverinfo="name",
-            )
-        )
-        if cam_box_labels:
-            tops = [_xyxy(b) for b in cam_boxes]
-            traces.append(
-                go.Scatter(
-                    x=[x0 - 0.5 for x0, _, _, _ in tops],
-                    y=[y0 - 0.5 for _, y0, _, _ in tops],
-                    mode="text",
-                    text=list(cam_box_labels),
-                    textposition="top right",
-                    textfont={"color": "white", "size": 11},
-                    showlegend=False,
-                    hoverinfo="skip",
-                )
-            )
-    fig = go.Figure(traces)
-    _layout(fig, title, height + 30, (h, w), legend=bool(gt_boxes or cam_boxes))
-    return fig
-
-
-def probability_figure(
-    classes: Sequence[str], probs: Sequence[float], *, highlight: Sequence[str] = ()
-) -> go.Figure:
-    """Horizontal bars of class scores in [0, 1], class colours, ``highlight`` classes outlined."""
-    if len(classes) != len(probs):
-        raise ValueError(f"{len(classes)} classes for {len(probs)} scores")
-    fig = go.Figure(
-        go.Bar(
-            x=[float(p) for p in probs],
-            y=list(classes),
-            orientation="h",
-            marker={
-                "color": [_css(class_colour(c)) for c in classes],
-                "line": {
-                    "color": ["black" if c in highlight else "rgba(0,0,0,0)" for c in classes],
-                    "width": 2,
-                },
-            },
-            text=[f"{float(p):.2f}" for p in probs],
-            textposition="auto",
-            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        height=40 + 26 * len(classes),
-        margin={"l": 4, "r": 4, "t": 8, "b": 4},
-        xaxis={"range": [0, 1], "title": None},
-        yaxis={"autorange": "reversed"},
-    )
-    return fig
-
-
 # --------------------------------------------------------------------------- text
 
 
@@ -450,7 +314,8 @@ def _fmt(value: float | bool | None, kind: str) -> str:
 
 
 def scores_caption(scores: Mapping[str, float | bool | None], blank: bool = False) -> str:
-    """One line of localization figures: pointing, energy in boxes, pixel IoU, map-box IoU.
+    """One line of localization figures: pointing, energy in boxes, pixel IoU, map-box IoU
+    (short names from :mod:`cam_core.vocabulary`).
 
     ``blank`` (:attr:`~cam_core.explain.CamResult.blank`) puts first that the method found no
     positive evidence, so a dark panel is not read as "looking nowhere in particular".
@@ -458,179 +323,89 @@ def scores_caption(scores: Mapping[str, float | bool | None], blank: bool = Fals
     parts = ["blank map: no positive evidence for this class"] if blank else []
     if all(v is None for v in scores.values()):
         return " · ".join([*parts, "no GT box of this class: localization not scored"])
+    kinds = {"pointing": "hit", "energy": "num", "iou": "num", "box_iou": "num"}
     parts += [
-        f"pointing {_fmt(scores.get('pointing'), 'hit')}",
-        f"energy {_fmt(scores.get('energy'), 'num')}",
-        f"IoU {_fmt(scores.get('iou'), 'num')}",
+        f"{metric_info(key).short} {_fmt(scores.get(key), kind)}"
+        for key, kind in kinds.items()
+        if key != "box_iou" or key in scores
     ]
-    if "box_iou" in scores:
-        parts.append(f"box IoU {_fmt(scores.get('box_iou'), 'num')}")
     return " · ".join(parts)
 
 
-def legend_markdown(classes: Sequence[str]) -> str:
-    """A one-line colour key (HTML spans) for ``classes``."""
-    items = [
-        f'<span style="display:inline-block;width:0.8em;height:0.8em;'
-        f'background:{_css(class_colour(c))};border-radius:2px;margin:0 0.3em 0 0.8em"></span>{c}'
-        for c in classes
-    ]
+def panel_title(image: str, cls: str, p: float | None, method: str, layer: str = "") -> str:
+    """A panel's title for figures and slides: "crazing_3 · crazing (p = 0.93) · Grad-CAM @ layer3".
+
+    ``method`` is an id (shown by its display name); ``p`` None leaves the probability out; a
+    probability under :data:`LOW_PROBABILITY` adds :func:`probability_note`'s warning.
+    """
+    prob = "" if p is None else f" (p = {p:.2f})"
+    where = f" @ {layer}" if layer else ""
+    note = probability_note(p) if p is not None else ""
+    return f"{image} · {cls}{prob} · {method_name(method)}{where}" + (f" · {note}" if note else "")
+
+
+LOW_PROBABILITY = 0.1
+"""Class probabilities under this get a warning: the map explains a class the model hardly sees."""
+
+
+def probability_note(p: float, low: float = LOW_PROBABILITY) -> str:
+    """The "low probability" badge text of a map of a class at probability ``p``; "" if p >= low."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"probability must be in [0, 1], got {p!r}")
+    return f"low probability (p = {p:.2f} < {low:g})" if p < low else ""
+
+
+def _swatch(background: str) -> str:
+    return (
+        f'<span style="display:inline-block;width:0.8em;height:0.8em;background:{background};'
+        'border:1px solid #374151;border-radius:2px;margin:0 0.3em 0 0.8em"></span>'
+    )
+
+
+def legend_markdown(classes: Sequence[str], *, map_boxes: bool = False) -> str:
+    """A one-line colour key (HTML spans) for ``classes``; ``map_boxes`` adds the white swatch of
+    the boxes drawn from the map. Every swatch has a dark edge, so white and yellow read on a
+    white page.
+    """
+    items = [f"{_swatch(css(class_colour(c)))}GT {c}" for c in classes]
+    if map_boxes:
+        items.append(f"{_swatch(css(CAM_BOX_COLOUR))}boxes from the map")
     return "".join(items)
 
 
-__all__ = [
-    "CAM_BOX_COLOUR",
-    "CLASS_COLOURS",
-    "COLORMAPS",
-    "class_colour",
-    "colorize",
-    "colorscale",
-    "comparison_table",
-    "confusion_figure",
-    "draw_boxes",
-    "heatmap_figure",
-    "image_figure",
-    "legend_markdown",
-    "metric_bars",
-    "npy_bytes",
-    "overlay",
-    "panel_image",
-    "png_bytes",
-    "probability_figure",
-    "scores_caption",
-    "styled_comparison",
-    "thumbnail",
-    "to_rgb",
-]
+# --------------------------------------------------------------------------- intensity
+
+SHARED_SCALE_TITLE = "share of the strongest class"
+"""Colour-bar title of maps drawn with :func:`shared_scale`."""
 
 
-# --------------------------------------------------------------------------- evaluation tables
+def shared_gains(results: Sequence[CamResult]) -> tuple[float | None, ...]:
+    """Per map, its raw strength over the strongest among ``results`` of the same method and
+    layer: multiply the normalised map by it to draw the classes of one image on one scale.
 
-METRIC_LABELS: dict[str, str] = {
-    "pointing": "pointing game (strict)",
-    "pointing_tol": "pointing game (15 px tolerance)",
-    "energy": "energy inside the boxes",
-    "energy_ratio": "energy / box area",
-    "iou": "pixel IoU at τ",
-    "box_iou": "best map-box IoU",
-    "maxboxacc_v2": "MaxBoxAccV2",
-    "pxap": "PxAP",
-}
-"""Readable names of the evaluation figures (all fractions; higher is better)."""
-
-
-def _group_name(method: str, layer: str, layers: int) -> str:
-    if method.startswith("baseline:") or layers <= 1:
-        return method
-    return f"{method} @ {layer}"
-
-
-def comparison_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``metric`` per class (rows, "all" last) × method (columns), baselines on the right.
-
-    ``summary`` is :meth:`cam_core.evaluate.EvalResult.summary`; a method evaluated at several
-    layers gets one column per layer ("method @ layer"). The first column, ``n``, counts the
-    scored (image, class) pairs of the class (the most any method scored).
+    The engine scales each map to its own peak and keeps the peak as
+    :attr:`~cam_core.explain.CamResult.strength` (raw maps of one method and layer share units;
+    of different methods they do not, so each method is scaled on its own). A gain is in [0, 1]:
+    1 for the strongest map, 0 for a blank one; None when the strength is unknown (the map can only
+    be drawn on its own scale) or every map of its group is blank.
     """
-    if metric not in summary.columns:
-        valid = [c for c in METRIC_LABELS if c in summary.columns]
-        raise KeyError(f"Unknown metric {metric!r}; valid: {valid}")
-    layers = summary.loc[~summary["baseline"], "layer"].nunique()
-    frame = summary.assign(
-        column=[
-            _group_name(m, lay, layers)
-            for m, lay in zip(summary["method"], summary["layer"], strict=True)
-        ]
-    )
-    order = list(dict.fromkeys(frame.sort_values("baseline", kind="stable")["column"]))
-    classes = list(dict.fromkeys(frame["class"]))
-    table = frame.pivot_table(
-        index="class", columns="column", values=metric, aggfunc="first", dropna=False
-    ).reindex(index=classes, columns=order)
-    counts = frame[~frame["baseline"]].groupby("class")["n"].max()
-    table.insert(0, "n", counts.reindex(classes).fillna(0).astype(int))
-    return table
+    peak: dict[tuple[str, str], float] = {}
+    for r in results:
+        if r.strength is not None:
+            key = (r.method, r.layer)
+            peak[key] = max(peak.get(key, 0.0), float(r.strength))
+    gains: list[float | None] = []
+    for r in results:
+        top = peak.get((r.method, r.layer), 0.0)
+        gains.append(None if r.strength is None or top <= 0 else float(r.strength) / top)
+    return tuple(gains)
 
 
-def metric_bars(summary: pd.DataFrame, metric: str) -> go.Figure:
-    """Grouped bars of ``metric`` per class, one bar per method; baselines hatched and grey."""
-    table = comparison_table(summary, metric)
-    fig = go.Figure()
-    greys = ("#9aa5b1", "#bcc5cf", "#d9dee4")
-    n_base = 0
-    for column in table.columns[1:]:
-        is_base = column.startswith("baseline:")
-        marker: dict[str, Any] = {}
-        if is_base:
-            marker = {"color": greys[n_base % len(greys)], "pattern": {"shape": "/"}}
-            n_base += 1
-        fig.add_bar(
-            x=list(table.index),
-            y=[None if pd.isna(v) else float(v) for v in table[column]],
-            name=column,
-            marker=marker,
-            hovertemplate=f"{column}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
-        )
-    fig.update_layout(
-        barmode="group",
-        height=380,
-        margin={"l": 4, "r": 4, "t": 40, "b": 4},
-        title={
-            "text": f"{METRIC_LABELS.get(metric, metric)} per class — grey hatched: baselines",
-            "font": {"size": 14},
-        },
-        yaxis={"range": [0, 1], "title": metric},
-        legend={"orientation": "h", "y": -0.15},
-    )
-    return fig
-
-
-def styled_comparison(table: pd.DataFrame) -> Any:
-    """:func:`comparison_table` as a pandas Styler: method cells that beat every baseline of
-    their class in green, baseline columns grey and italic, three decimals.
-    """
-    base_cols = [c for c in table.columns if str(c).startswith("baseline:")]
-    value_cols = [c for c in table.columns if c != "n"]
-    best_base = table[base_cols].max(axis=1) if base_cols else None
-
-    def colour(row: pd.Series) -> list[str]:
-        styles = []
-        for column, value in row.items():
-            if column == "n":
-                styles.append("color: #6b7280")
-            elif column in base_cols:
-                styles.append("color: #6b7280; font-style: italic; background-color: #f3f4f6")
-            elif best_base is not None and pd.notna(value) and value > best_base[row.name]:
-                styles.append("background-color: #d1fae5; font-weight: 600")
-            else:
-                styles.append("")
-        return styles
-
-    return table.style.apply(colour, axis=1).format("{:.3f}", subset=value_cols, na_rep="–")
-
-
-def confusion_figure(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> go.Figure:
-    """Confusion matrix heatmap: rows = true class, columns = predicted, counts in the cells."""
-    z = np.asarray(matrix, dtype=float)
-    if z.shape != (len(classes), len(classes)):
-        raise ValueError(f"confusion matrix is {z.shape} for {len(classes)} classes")
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=list(classes),
-            y=list(classes),
-            colorscale="Blues",
-            showscale=False,
-            text=z.astype(int).astype(str),
-            texttemplate="%{text}",
-            hovertemplate="true %{y}<br>predicted %{x}: %{z:.0f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        height=80 + 40 * len(classes),
-        margin={"l": 4, "r": 4, "t": 30, "b": 4},
-        title={"text": "Validation confusion (rows: true class)", "font": {"size": 14}},
-        yaxis={"autorange": "reversed"},
-        xaxis={"side": "bottom"},
-    )
-    return fig
+def shared_scale(cam: np.ndarray, gain: float | None) -> np.ndarray:
+    """The (H, W) map in [0, 1] times ``gain`` (from :func:`shared_gains`); None keeps it as is."""
+    arr = as_map(cam)
+    if gain is None:
+        return arr
+    if not 0.0 <= gain <= 1.0:
+        raise ValueError(f"gain must be in [0, 1], got {gain!r}")
+    return arr * np.float32(gain)

@@ -1,7 +1,6 @@
 import io
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 
 from cam_core import render
@@ -104,52 +103,7 @@ def test_png_and_npy_round_trip():
     assert np.array_equal(np.load(io.BytesIO(render.npy_bytes(cam))), cam)
 
 
-def test_image_figure_has_one_trace_per_class_and_legend():
-    boxes = [Box("crazing", 0, 0, 5, 5), Box("patches", 1, 1, 4, 4), Box("crazing", 6, 6, 9, 9)]
-    fig = render.image_figure(np.zeros((10, 10), np.uint8), boxes, title="raw")
-    assert isinstance(fig.data[0], go.Image)
-    names = [t.name for t in fig.data[1:]]
-    assert names == ["GT crazing (2)", "GT patches (1)"]
-    assert fig.layout.title.text == "raw"
-    # box edges sit on pixel boundaries: x0 = 0 is drawn at -0.5
-    assert fig.data[1].x[0] == -0.5 and fig.data[1].x[1] == 4.5
-
-
-def test_heatmap_figure_traces_and_downsampling():
-    image = np.zeros((40, 60), np.uint8)
-    cam = np.zeros((40, 60), np.float32)
-    cam[10:20, 30:40] = 1
-    fig = render.heatmap_figure(
-        image,
-        cam,
-        alpha=0.3,
-        colormap="turbo",
-        title="Grad-CAM",
-        gt_boxes=[Box("scratches", 30, 10, 40, 20)],
-        cam_boxes=[(30, 10, 40, 20, 1.0)],
-        cam_box_labels=["IoU 1.00"],
-        max_side=20,
-    )
-    kinds = [type(t).__name__ for t in fig.data]
-    assert kinds == ["Image", "Heatmap", "Scatter", "Scatter", "Scatter"]
-    heat = fig.data[1]
-    assert heat.opacity == 0.3 and np.asarray(heat.z).shape == (13, 20)
-    assert heat.dx == pytest.approx(3.0)
-    assert fig.data[4].text == ("IoU 1.00",)
-    assert heat.colorscale[-1][1] == render.colorscale("turbo")[-1][1]
-
-
-def test_colorscale_matches_colorize():
-    scale = render.colorscale("jet", steps=2)
-    top = render.colorize(np.ones((1, 1)), "jet")[0, 0]
-    assert scale[-1] == [1.0, f"rgb({top[0]},{top[1]},{top[2]})"]
-
-
-def test_probability_figure_and_captions():
-    fig = render.probability_figure(["a", "b"], [0.25, 0.75], highlight=["b"])
-    assert list(fig.data[0].y) == ["a", "b"] and fig.data[0].text == ("0.25", "0.75")
-    with pytest.raises(ValueError, match="2 classes for 1 scores"):
-        render.probability_figure(["a", "b"], [0.5])
+def test_scores_caption():
     cap = render.scores_caption({"pointing": True, "energy": 0.5, "iou": None, "box_iou": 0.25})
     assert cap == "pointing hit ✓ · energy 0.50 · IoU – · box IoU 0.25"
     assert "not scored" in render.scores_caption({"pointing": None, "energy": None})
@@ -180,52 +134,95 @@ def test_panel_image_draws_gt_and_map_boxes():
     assert tuple(out[15, 15]) == (0, 0, 0)
 
 
-def _summary():
-    import pandas as pd
-
-    rows = []
-    for method, layer, base in (
-        ("gradcam", "layer3", False),
-        ("baseline:centre", "-", True),
-        ("baseline:uniform", "-", True),
-    ):
-        for cls, value, n in (("crazing", 0.9, 4), ("scratches", 0.2, 3), ("all", 0.6, 7)):
-            score = value if not base else 0.5
-            rows.append(
-                {"method": method, "layer": layer, "class": cls, "baseline": base,
-                 "n": n, "n_rows": n, "pointing": score, "energy": score / 2}
-            )  # fmt: skip
-    return pd.DataFrame(rows)
+def _luminance(rgb):
+    c = np.asarray(rgb, dtype=float) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return lin @ np.array([0.2126, 0.7152, 0.0722])
 
 
-def test_comparison_table_puts_baselines_right_and_counts_first():
-    table = render.comparison_table(_summary(), "pointing")
-    assert list(table.columns) == ["n", "gradcam", "baseline:centre", "baseline:uniform"]
-    assert list(table.index) == ["crazing", "scratches", "all"]
-    assert table.loc["crazing", "gradcam"] == 0.9 and table.loc["all", "n"] == 7
-    with pytest.raises(KeyError, match="Unknown metric 'speed'"):
-        render.comparison_table(_summary(), "speed")
+def _contrast(a, b):
+    la, lb = _luminance(a), _luminance(b)
+    return (np.maximum(la, lb) + 0.05) / (np.minimum(la, lb) + 0.05)
 
 
-def test_styled_comparison_marks_cells_that_beat_every_baseline():
-    import re
+@pytest.mark.parametrize("colormap", sorted(render.COLORMAPS))
+def test_every_box_colour_stands_out_on_every_colour_of_the_colormap(colormap):
+    # inclusion's sky blue vanished on jet (contrast ~1:1, same hue): every colormap holds colours
+    # close to each class colour, so the outline (with its dark halo) must keep, against whatever
+    # colour of the map lies under it, a luminance contrast of 3:1 (WCAG, graphics), or of 2.5:1
+    # with a clearly different colour (CIEDE2000 >= 15)
+    from skimage.color import deltaE_ciede2000, rgb2lab
 
-    html = render.styled_comparison(render.comparison_table(_summary(), "pointing")).to_html()
-    green = re.search(r"([^{}]*)\{\s*background-color: #d1fae5", html).group(1)
-    # crazing (row 0) and all (row 2) beat 0.5 in the gradcam column (col 1); scratches does not
-    assert sorted(re.findall(r"row(\d)_col(\d)", green)) == [("0", "1"), ("2", "1")]
-    assert "0.900" in html and "font-style: italic" in html
+    lut = render.colormap_lut(colormap)
+    assert lut.shape == (256, 3)
+    lut_lab = rgb2lab(lut[None].astype(float) / 255)[0]
+    boxes = [Box(c, 4, 4, 12, 12) for c in render.CLASS_COLOURS] + [(4, 4, 12, 12)]
+    for box in boxes:
+        stroke = render.class_colour(box.cls) if isinstance(box, Box) else render.CAM_BOX_COLOUR
+        stroke_lab = rgb2lab(np.array([[stroke]], float) / 255)[0]
+        hue_gap = deltaE_ciede2000(np.repeat(stroke_lab, len(lut), axis=0), lut_lab)
+        for background, gap in zip(lut, hue_gap, strict=True):
+            canvas = np.tile(background, (16, 16, 1))
+            drawn = render.draw_boxes(canvas, [box], thickness=2)
+            across = drawn[8, :8]  # a row through the left edge: outside, edge, inside
+            contrast = _contrast(across, background).max()
+            assert contrast >= 3.0 or (contrast >= 2.5 and gap >= 15), (box, background, contrast)
 
 
-def test_metric_bars_one_trace_per_method_baselines_hatched():
-    fig = render.metric_bars(_summary(), "energy")
-    assert [t.name for t in fig.data] == ["gradcam", "baseline:centre", "baseline:uniform"]
-    assert fig.data[1].marker.pattern.shape == "/" and fig.data[0].marker.pattern.shape is None
-    assert list(fig.data[0].y) == [0.45, 0.1, 0.3]
+def _label_pixels(image, box, text="IoU 0.52"):
+    """How many pixels the label changes, and the (height, width) they span."""
+    plain = render.draw_boxes(image, [box])
+    changed = (plain != render.draw_boxes(image, [box], labels=[text])).any(axis=2)
+    rows, cols = np.nonzero(changed)
+    return int(changed.sum()), (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)
 
 
-def test_confusion_figure_checks_its_shape():
-    fig = render.confusion_figure(["a", "b"], [[3, 1], [0, 4]])
-    assert fig.data[0].z.tolist() == [[3, 1], [0, 4]]
-    with pytest.raises(ValueError, match=r"confusion matrix is \(1, 2\) for 2 classes"):
-        render.confusion_figure(["a", "b"], [[1, 2]])
+def test_map_box_labels_at_the_edges_are_drawn_whole():
+    image = np.full((100, 200), 128, np.uint8)
+    count, extent = _label_pixels(image, (60, 40, 80, 60))  # room above and to the right
+    assert count > 50
+    assert _label_pixels(image, (185, 40, 200, 60)) == (count, extent)  # right edge: shifted left
+    assert _label_pixels(image, (60, 0, 80, 20)) == (count, extent)  # top edge: inside the box
+    assert _label_pixels(image, (170, 0, 200, 100))[1] == extent  # both (crosses its left edge)
+
+
+def test_legend_swatches_have_a_dark_edge_and_map_boxes_have_one():
+    html = render.legend_markdown(["inclusion", "pitted_surface"], map_boxes=True)
+    swatches = html.count("border:1px solid #374151")
+    assert swatches == 3 and "background:rgb(255,255,255)" in html
+    assert "boxes from the map" in html and "GT inclusion" in html
+    assert "boxes from the map" not in render.legend_markdown(["inclusion"])
+
+
+def _result(cls, method, strength, layer="layer4"):
+    return CamResult(0, cls, f"c{cls}", method, layer, np.ones((4, 4), np.float32), strength)
+
+
+def test_shared_gains_scale_classes_against_the_strongest_of_their_method():
+    results = [
+        _result(0, "gradcam", 2.0),
+        _result(1, "gradcam", 0.5),
+        _result(2, "gradcam", None),
+        _result(0, "eigencam", 10.0),
+        _result(1, "eigencam", 0.0),
+        _result(0, "gradcam", 8.0, layer="layer3"),
+    ]
+    assert render.shared_gains(results) == (1.0, 0.25, None, 1.0, 0.0, 1.0)
+    assert render.shared_gains([_result(0, "gradcam", 0.0)]) == (None,)
+    cam = _ramp()
+    assert render.shared_scale(cam, 0.25).max() == pytest.approx(0.25)
+    assert np.array_equal(render.shared_scale(cam, None), cam)
+    with pytest.raises(ValueError, match="gain must be in"):
+        render.shared_scale(cam, 1.5)
+
+
+def test_panel_title_and_low_probability_note():
+    title = render.panel_title("crazing_3", "crazing", 0.93, "gradcam", "layer3")
+    assert title == "crazing_3 · crazing (p = 0.93) · Grad-CAM @ layer3"
+    low = render.panel_title("crazing_3", "patches", 0.03, "baseline:centre")
+    assert low == "crazing_3 · patches (p = 0.03) · Centre point (baseline) · " + (
+        "low probability (p = 0.03 < 0.1)"
+    )
+    assert render.probability_note(0.5) == ""
+    with pytest.raises(ValueError, match="probability must be in"):
+        render.probability_note(1.2)
