@@ -49,8 +49,37 @@ class Box:
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
 
     def scaled(self, sx: float, sy: float) -> Box:
-        """The same box on an image resized by ``sx`` horizontally and ``sy`` vertically."""
+        """The same box on an image resized by ``sx`` horizontally and ``sy`` vertically.
+
+        Use :func:`rescale_boxes` (from one image size to another) rather than calling this.
+        """
         return replace(self, x0=self.x0 * sx, y0=self.y0 * sy, x1=self.x1 * sx, y1=self.y1 * sy)
+
+    def flipped(self, *, width: float | None = None, height: float | None = None) -> Box:
+        """The same box after mirroring its image: left-right in an image ``width`` pixels wide,
+        top-bottom in one ``height`` pixels high (either or both). Half-open edges swap:
+        pixel columns ``x0 .. x1 - 1`` become ``width - x1 .. width - x0 - 1``.
+        """
+        box = self
+        if width is not None:
+            box = replace(box, x0=width - box.x1, x1=width - box.x0)
+        if height is not None:
+            box = replace(box, y0=height - box.y1, y1=height - box.y0)
+        return box
+
+    def shifted(self, dx: float, dy: float) -> Box:
+        """The same box moved ``dx`` pixels right and ``dy`` down (no clipping)."""
+        return replace(self, x0=self.x0 + dx, y0=self.y0 + dy, x1=self.x1 + dx, y1=self.y1 + dy)
+
+    def clipped(self, width: float, height: float) -> Box:
+        """The part of the box inside a ``width`` × ``height`` image (may be empty: area 0)."""
+        return replace(
+            self,
+            x0=min(max(self.x0, 0), width),
+            y0=min(max(self.y0, 0), height),
+            x1=min(max(self.x1, 0), width),
+            y1=min(max(self.y1, 0), height),
+        )
 
 
 def rescale_boxes(
@@ -58,7 +87,9 @@ def rescale_boxes(
 ) -> tuple[Box, ...]:
     """Boxes annotated on an image of ``from_size`` = (height, width) moved to ``to_size``.
 
-    The one place in the project where GT boxes change resolution.
+    The one place in the project where GT boxes change resolution (evaluation, the app, the
+    training box loss and mosaics, thumbnails); moves that keep the resolution (flips, shifts,
+    clipping, a mosaic's quadrant offset) are :class:`Box` methods.
     """
     (h0, w0), (h1, w1) = from_size, to_size
     return tuple(b.scaled(w1 / w0, h1 / h0) for b in boxes)

@@ -4,6 +4,12 @@ Single-label (the file's class, cross-entropy) or multi-label (the set of box cl
 optionally mixing in 2×2 mosaics of images of different classes (labels and boxes carried along)
 so per-class maps can be checked on images holding several defect types. Deterministic for a
 seed; the best validation epoch is kept; ``last.pt`` in the output folder makes a run resumable.
+
+A run is four steps: :func:`_prepare` (data, card, model, optimiser, resume), :func:`_epoch`
+(one pass over the training split), :func:`_checkpoint` (best model + ``last.pt``) and
+:func:`_finalise` (the card's figures, ``last.pt`` removed). Progress is reported as
+:class:`StepEvent`, :class:`EpochEvent` and :class:`DoneEvent`; each says itself in ``describe()``.
+The images, targets, augmentation and mosaics live in :mod:`cam_core.train_data`.
 """
 
 from __future__ import annotations
@@ -12,21 +18,31 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from cam_core.data import Box, Sample, load_dataset, read_image, rescale_boxes, split_samples
-from cam_core.metrics import box_mask
+from cam_core.data import Sample, load_dataset, rescale_boxes, split_samples
 from cam_core.models import ModelCard, build_model, get_arch, preprocess, save_model
+from cam_core.train_data import (  # noqa: F401  (re-exported: the public training names)
+    _Item,
+    _load_items,
+    _mosaic_item,
+    _targets,
+    augment,
+    box_targets,
+    mosaic,
+    val_mosaics,
+    write_mosaic_folder,
+)
 
-TrainProgress = Callable[[dict[str, object]], None]
-"""progress(event) with event["kind"] in {"step", "epoch", "done"} and the running figures."""
+if TYPE_CHECKING:
+    from cam_core.models import ArchSpec
 
 
 @dataclass(frozen=True)
@@ -58,174 +74,68 @@ class TrainConfig:
     command: str = field(default="", compare=False)
 
 
-@dataclass
-class _Item:
-    image: np.ndarray  # (H, W) uint8
-    boxes: tuple[Box, ...]
-    label: str | None
+# --------------------------------------------------------------------------- progress events
 
 
-def _load_items(samples: Sequence[Sample]) -> list[_Item]:
-    return [_Item(read_image(s.path), s.boxes, s.label) for s in samples]
+@dataclass(frozen=True)
+class StepEvent:
+    """One optimiser step done: ``step`` of ``total`` (counted over the whole run), its loss."""
+
+    epoch: int
+    step: int
+    total: int
+    loss: float
+
+    @property
+    def fraction(self) -> float:
+        """Share of the run's steps done, in [0, 1]."""
+        return self.step / max(self.total, 1)
+
+    def describe(self) -> str:
+        """One line for a progress bar, e.g. ``epoch 0 · step 3/40 · loss 1.792``."""
+        return f"epoch {self.epoch} · step {self.step}/{self.total} · loss {self.loss:.3f}"
 
 
-def _targets(item: _Item, classes: tuple[str, ...], multilabel: bool) -> np.ndarray:
-    y = np.zeros(len(classes), np.float32)
-    names = {b.cls for b in item.boxes} if multilabel else set()
-    if not names and item.label is not None:
-        names = {item.label}
-    for n in names:
-        if n in classes:
-            y[classes.index(n)] = 1.0
-    return y
+@dataclass(frozen=True)
+class EpochEvent:
+    """One epoch done: its mean training loss and the validation figures (rounded to 4 places)."""
 
+    epoch: int
+    loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    best_epoch: int
+    step: int
+    total: int
 
-def box_targets(
-    boxes: Sequence[Box],
-    classes: Sequence[str],
-    image_shape: tuple[int, int],
-    map_shape: tuple[int, int],
-) -> np.ndarray:
-    """(K, h, w) float32: the fraction of each score-map cell covered by boxes of class k
-    (``image_shape`` = (H, W) the boxes are annotated on; boxes of other classes are ignored).
-    """
-    out = np.zeros((len(classes), *map_shape), np.float32)
-    for k, c in enumerate(classes):
-        own = [b for b in boxes if b.cls == c]
-        if own:
-            mask = box_mask(own, image_shape).astype(np.float32)
-            out[k] = cv2.resize(mask, (map_shape[1], map_shape[0]), interpolation=cv2.INTER_AREA)
-    return out
-
-
-def augment(
-    image: np.ndarray, boxes: tuple[Box, ...], rng: np.random.Generator
-) -> tuple[np.ndarray, tuple[Box, ...]]:
-    """Random horizontal/vertical flips and a reflect-padded shift of up to 12 % per axis; boxes
-    follow the pixels (and are clipped to the image).
-    """
-    h, w = image.shape
-    out = image
-    bx = list(boxes)
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
-        bx = [Box(b.cls, w - b.x1, b.y0, w - b.x0, b.y1, b.truncated, b.difficult) for b in bx]
-    if rng.random() < 0.5:
-        out = out[::-1, :]
-        bx = [Box(b.cls, b.x0, h - b.y1, b.x1, h - b.y0, b.truncated, b.difficult) for b in bx]
-    dx, dy = (int(v) for v in rng.integers(-int(0.12 * w), int(0.12 * w) + 1, size=2))
-    if dx or dy:
-        pad = cv2.copyMakeBorder(
-            np.ascontiguousarray(out), abs(dy), abs(dy), abs(dx), abs(dx), cv2.BORDER_REFLECT_101
+    def describe(self) -> str:
+        """One line for a log, e.g.
+        ``epoch 0: val accuracy 0.5, macro-F1 0.4, loss 1.79 (best epoch 0)``.
+        """
+        return (
+            f"epoch {self.epoch}: val accuracy {self.val_accuracy}, "
+            f"macro-F1 {self.val_macro_f1}, loss {self.loss} (best epoch {self.best_epoch})"
         )
-        out = pad[abs(dy) - dy : abs(dy) - dy + h, abs(dx) - dx : abs(dx) - dx + w]
-        bx = [
-            Box(
-                b.cls,
-                min(max(b.x0 + dx, 0), w),
-                min(max(b.y0 + dy, 0), h),
-                min(max(b.x1 + dx, 0), w),
-                min(max(b.y1 + dy, 0), h),
-                b.truncated,
-                b.difficult,
-            )
-            for b in bx
-        ]
-        bx = [b for b in bx if b.area > 0]
-    return np.ascontiguousarray(out), tuple(bx)
 
 
-def mosaic(
-    parts: Sequence[tuple[np.ndarray, tuple[Box, ...]]], size: int = 200
-) -> tuple[np.ndarray, tuple[Box, ...]]:
-    """2×2 mosaic of four (image, boxes): part k goes to quadrant (row k // 2, col k % 2), each
-    resized to size/2; boxes are scaled and shifted with it.
-    """
-    half = size // 2
-    canvas = np.zeros((size, size), np.uint8)
-    out: list[Box] = []
-    for k, (img, boxes) in enumerate(parts):
-        r, c = divmod(k, 2)
-        h, w = img.shape
-        canvas[r * half : (r + 1) * half, c * half : (c + 1) * half] = cv2.resize(
-            img, (half, half), interpolation=cv2.INTER_AREA
-        )
-        sx, sy = half / w, half / h
-        out += [
-            Box(
-                b.cls,
-                b.x0 * sx + c * half,
-                b.y0 * sy + r * half,
-                b.x1 * sx + c * half,
-                b.y1 * sy + r * half,
-                b.truncated,
-                b.difficult,
-            )
-            for b in boxes
-        ]
-    return canvas, tuple(out)
+@dataclass(frozen=True)
+class DoneEvent:
+    """The run is over: the checkpoint written (card JSON beside it) and its validation figures."""
+
+    path: Path
+    metrics: Mapping[str, object]
+
+    def describe(self) -> str:
+        """Where the checkpoint and its card were written."""
+        return f"saved {self.path} and {self.path.with_suffix('.json')}"
 
 
-def _mosaic_item(items: Sequence[_Item], rng: np.random.Generator) -> _Item:
-    """Four images of four different file classes (when there are that many) in a 2×2 mosaic."""
-    by_class: dict[str | None, list[int]] = {}
-    for i, it in enumerate(items):
-        by_class.setdefault(it.label, []).append(i)
-    keys = list(by_class)
-    chosen = rng.choice(len(keys), size=min(4, len(keys)), replace=False)
-    picks = [by_class[keys[k]][int(rng.integers(len(by_class[keys[k]])))] for k in chosen]
-    while len(picks) < 4:
-        picks.append(int(rng.integers(len(items))))
-    parts = []
-    for i in picks:
-        it = items[i]
-        boxes = it.boxes or ((Box(it.label, 0, 0, *it.image.shape[::-1]),) if it.label else ())
-        parts.append((it.image, boxes))
-    img, boxes = mosaic(parts, size=items[0].image.shape[0])
-    return _Item(img, boxes, None)
+TrainEvent = StepEvent | EpochEvent | DoneEvent
+TrainProgress = Callable[[TrainEvent], None]
+"""progress(event), called after every step, every epoch and once at the end."""
 
 
-def _stop_early(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
-    """Early stopping: ``patience`` epochs without a better val score, counted only in the second
-    half of the one-cycle schedule. Before that the learning rate is near its peak and val scores
-    swing (a 24-epoch NEU-DET run stopped at epoch 6, val accuracy 0.72, its best 0.80 at epoch 1).
-    ``patience`` 0 never stops early.
-    """
-    return cfg.patience > 0 and epoch >= cfg.epochs // 2 and epoch - best_epoch >= cfg.patience
-
-
-def val_mosaics(items: Sequence[_Item], n: int = 200, seed: int = 12345) -> list[_Item]:
-    """``n`` held-out 2×2 mosaics of validation images (fixed seed: the same set every run)."""
-    rng = np.random.default_rng(seed)
-    return [_mosaic_item(items, rng) for _ in range(n)]
-
-
-def write_mosaic_folder(
-    data: str | Path, out_dir: str | Path, split: str = "test", n: int = 200, seed: int = 12345
-) -> Path:
-    """Write ``n`` 2×2 mosaics of ``split`` images (never trained on when ``split`` is val/test)
-    as a VOC folder (``IMAGES/mosaic_<k>.png`` + ``ANNOTATIONS/mosaic_<k>.xml``, boxes carried).
-
-    Evaluate per-class maps on it with ``--target-rule box-classes``: every class present in a
-    mosaic is explained and scored against its own boxes only.
-    """
-    from cam_core.synth import voc_xml
-
-    samples = split_samples(load_dataset(data).samples)[split]
-    if not samples:
-        raise ValueError(f"{str(data)!r}: the {split!r} split is empty")
-    items = _load_items(samples)
-    out = Path(out_dir)
-    (out / "IMAGES").mkdir(parents=True, exist_ok=True)
-    (out / "ANNOTATIONS").mkdir(parents=True, exist_ok=True)
-    for k, it in enumerate(val_mosaics(items, n=n, seed=seed)):
-        name = f"mosaic_{k:04d}.png"
-        if not cv2.imwrite(str(out / "IMAGES" / name), it.image):
-            raise OSError(f"could not write {out / 'IMAGES' / name}")
-        (out / "ANNOTATIONS" / f"mosaic_{k:04d}.xml").write_bytes(
-            voc_xml(name, it.image.shape, it.boxes)
-        )
-    return out
+# --------------------------------------------------------------------------- validation, losses
 
 
 def evaluate_classifier(
@@ -302,16 +212,61 @@ def _box_loss(
     )
 
 
-def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
-    """Run ``cfg``; returns the saved checkpoint path (card JSON beside it)."""
-    t0 = time.time()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    spec = get_arch(cfg.arch)
-    ds = load_dataset(cfg.data)
-    if not ds.samples:
-        raise ValueError(f"no images found under {cfg.data!r}")
-    splits = split_samples(ds.samples)
+def _stop_early(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
+    """Early stopping: ``patience`` epochs without a better val score, counted only in the second
+    half of the one-cycle schedule. Before that the learning rate is near its peak and val scores
+    swing (a 24-epoch NEU-DET run stopped at epoch 6, val accuracy 0.72, its best 0.80 at epoch 1).
+    ``patience`` 0 never stops early.
+    """
+    return cfg.patience > 0 and epoch >= cfg.epochs // 2 and epoch - best_epoch >= cfg.patience
+
+
+# --------------------------------------------------------------------------- the run, step by step
+
+
+@dataclass
+class _Run:
+    """One run's state, built by :func:`_prepare` and advanced by the loop (mutable)."""
+
+    cfg: TrainConfig
+    card: ModelCard
+    train_items: list[_Item]
+    val_items: list[_Item]
+    device: torch.device
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    rng: np.random.Generator
+    steps_per_epoch: int
+    start_epoch: int = 0
+    step: int = 0
+    best: float = -1.0
+    best_epoch: int = -1
+    best_metrics: dict[str, object] | None = None
+    history: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Optimiser steps in the whole schedule."""
+        return self.cfg.epochs * self.steps_per_epoch
+
+    @property
+    def ckpt(self) -> Path:
+        return Path(self.cfg.out) / "model.pt"
+
+    @property
+    def last(self) -> Path:
+        return Path(self.cfg.out) / "last.pt"
+
+    @property
+    def out_of_steps(self) -> bool:
+        return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
+
+
+def _splits(cfg: TrainConfig, samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """Train and val samples (70/15/15 by stem hash), trimmed by ``limit_per_class``."""
+    splits = split_samples(samples)
     train_s, val_s = list(splits["train"]), list(splits["val"])
     if cfg.limit_per_class:
         seen: dict[str | None, int] = {}
@@ -324,13 +279,22 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
         val_s = val_s[: max(12, cfg.limit_per_class)]
     if not val_s:
         raise ValueError(
-            f"{cfg.data!r}: the validation split is empty ({len(ds.samples)} images); "
+            f"{cfg.data!r}: the validation split is empty ({len(samples)} images); "
             "about 7 images per class are needed for a 70/15/15 split"
         )
-    classes = tuple(c for c in ds.classes)
-    if not classes:
-        raise ValueError(f"{cfg.data!r}: no class labels found (file names or folders)")
-    card = ModelCard(
+    return train_s, val_s
+
+
+def _first_card(
+    cfg: TrainConfig,
+    spec: ArchSpec,
+    classes: tuple[str, ...],
+    samples: Sequence[Sample],
+    n_train: int,
+    n_val: int,
+) -> ModelCard:
+    """The card before training: architecture, classes, preprocessing and the recipe."""
+    return ModelCard(
         name=cfg.name or f"{cfg.arch}-{'multilabel' if cfg.multilabel else 'single'}",
         arch=cfg.arch,
         classes=classes,
@@ -338,20 +302,37 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
         input_size=cfg.input_size or spec.input_size,
         mean=spec.mean,
         std=spec.std,
-        synthetic=all("_synth_" in s.stem for s in ds.samples),
+        synthetic=all("_synth_" in s.stem for s in samples),
         training={
             **{k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "command")},
             "command": cfg.command,
             "split": "cam_core.data.split_samples 70/15/15 by stem hash",
-            "n_train": len(train_s),
-            "n_val": len(val_s),
+            "n_train": n_train,
+            "n_val": n_val,
         },
     )
+
+
+def _prepare(cfg: TrainConfig) -> _Run:
+    """Check ``cfg``, read the data, build model, optimiser and schedule; resume from
+    ``last.pt`` when the output folder has one. Seeds torch and numpy from ``cfg.seed``.
+    """
+    if cfg.box_loss < 0:
+        raise ValueError(f"box_loss must be >= 0, got {cfg.box_loss}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    spec = get_arch(cfg.arch)
+    ds = load_dataset(cfg.data)
+    if not ds.samples:
+        raise ValueError(f"no images found under {cfg.data!r}")
+    train_s, val_s = _splits(cfg, ds.samples)
+    classes = tuple(ds.classes)
+    if not classes:
+        raise ValueError(f"{cfg.data!r}: no class labels found (file names or folders)")
+    card = _first_card(cfg, spec, classes, ds.samples, len(train_s), len(val_s))
     train_items, val_items = _load_items(train_s), _load_items(val_s)
     device = torch.device(cfg.device)
     model = build_model(cfg.arch, len(classes)).to(device)
-    if cfg.box_loss < 0:
-        raise ValueError(f"box_loss must be >= 0, got {cfg.box_loss}")
     if cfg.box_loss and not (hasattr(model, "score_maps") and hasattr(model, "pool")):
         raise ValueError(
             f"box_loss needs an architecture with class score maps (local_*/patch_*); "
@@ -359,140 +340,179 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
         )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15
+        opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps_per_epoch, 1), pct_start=0.15
     )
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.pt"
-    start_epoch, best, best_epoch, history = 0, -1.0, -1, []
-    best_metrics: dict[str, object] | None = None
-    if last.exists():  # resume
-        state = torch.load(last, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start_epoch, best, best_epoch = (
-            int(state["epoch"]) + 1,
-            float(state["best"]),
-            int(state["best_epoch"]),
-        )
-        rng = np.random.default_rng(cfg.seed + start_epoch)
-        torch.manual_seed(cfg.seed + start_epoch)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     loss_fn: nn.Module = (
         nn.BCEWithLogitsLoss() if cfg.multilabel else nn.CrossEntropyLoss(label_smoothing=0.05)
     )
-    step = start_epoch * steps_per_epoch
-    ckpt = out / "model.pt"
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        order = rng.permutation(len(train_items))
-        running = 0.0
-        for b in range(steps_per_epoch):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            batch = []
-            for i in idx:
-                it = train_items[int(i)]
-                if cfg.mosaic and rng.random() < cfg.mosaic:
-                    it = _mosaic_item(train_items, rng)
-                img, boxes = augment(it.image, it.boxes, rng)
-                batch.append(_Item(img, boxes, it.label))
-            x = preprocess([it.image for it in batch], card).to(device)
-            y = torch.from_numpy(
-                np.stack(
-                    [_targets(it, classes, cfg.multilabel or it.label is None) for it in batch]
-                )
-            ).to(device)
-            if cfg.box_loss:
-                maps = model.score_maps(x)
-                logits = model.pool(maps)
-            else:
-                logits = model(x)
-            if cfg.multilabel:
-                loss = loss_fn(logits, y)
-            else:  # mosaics carry several classes: soft targets split between them
-                loss = loss_fn(logits, y / y.sum(1, keepdim=True).clamp(min=1))
-            if cfg.box_loss:
-                loss = loss + cfg.box_loss * _box_loss(maps, batch, classes, card.input_size)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            running += float(loss.detach())
-            if progress:
-                progress(
-                    {
-                        "kind": "step",
-                        "epoch": epoch,
-                        "step": step,
-                        "total": total,
-                        "loss": float(loss.detach()),
-                    }
-                )
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-        metrics = evaluate_classifier(model, card, val_items)
-        score = float(metrics["macro_f1"])
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": round(running / max(b + 1, 1), 4),
-                "val_accuracy": metrics["accuracy"],
-                "val_macro_f1": score,
-            }
-        )
-        if score > best:
-            best, best_epoch = score, epoch
-            save_model(model, card, ckpt)
-            best_metrics = metrics
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "epoch": epoch,
-                "best": best,
-                "best_epoch": best_epoch,
-            },
-            last,
-        )
-        if progress:
-            progress(
-                {
-                    "kind": "epoch",
-                    **history[-1],
-                    "best_epoch": best_epoch,
-                    "total": total,
-                    "step": step,
-                }
-            )
-        if (cfg.max_steps and step >= cfg.max_steps) or _stop_early(epoch, best_epoch, cfg):
+    run = _Run(
+        cfg, card, train_items, val_items, device, model, opt, sched, loss_fn, rng, steps_per_epoch
+    )
+    if run.last.exists():
+        _resume(run)
+    return run
+
+
+def _resume(run: _Run) -> None:
+    """Load model, optimiser, schedule and best score from ``last.pt``; reseed for the next epoch
+    (the history of the epochs before is not kept: the card lists those run after resuming).
+    """
+    state = torch.load(run.last, map_location=run.device, weights_only=True)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["opt"])
+    run.sched.load_state_dict(state["sched"])
+    run.start_epoch = int(state["epoch"]) + 1
+    run.best, run.best_epoch = float(state["best"]), int(state["best_epoch"])
+    run.rng = np.random.default_rng(run.cfg.seed + run.start_epoch)
+    torch.manual_seed(run.cfg.seed + run.start_epoch)
+    run.step = run.start_epoch * run.steps_per_epoch
+
+
+def _batch(run: _Run, idx: np.ndarray) -> list[_Item]:
+    """The augmented items of one batch (some replaced by mosaics, per ``cfg.mosaic``)."""
+    batch = []
+    for i in idx:
+        it = run.train_items[int(i)]
+        if run.cfg.mosaic and run.rng.random() < run.cfg.mosaic:
+            it = _mosaic_item(run.train_items, run.rng)
+        img, boxes = augment(it.image, it.boxes, run.rng)
+        batch.append(_Item(img, boxes, it.label))
+    return batch
+
+
+def _loss(run: _Run, batch: Sequence[_Item]) -> torch.Tensor:
+    """Classification loss of one batch (+ ``box_loss`` × the box loss)."""
+    cfg, classes = run.cfg, run.card.classes
+    x = preprocess([it.image for it in batch], run.card).to(run.device)
+    y = torch.from_numpy(
+        np.stack([_targets(it, classes, cfg.multilabel or it.label is None) for it in batch])
+    ).to(run.device)
+    if cfg.box_loss:
+        maps = run.model.score_maps(x)
+        logits = run.model.pool(maps)
+    else:
+        logits = run.model(x)
+    if cfg.multilabel:
+        loss = run.loss_fn(logits, y)
+    else:  # mosaics carry several classes: soft targets split between them
+        loss = run.loss_fn(logits, y / y.sum(1, keepdim=True).clamp(min=1))
+    if cfg.box_loss:
+        loss = loss + cfg.box_loss * _box_loss(maps, batch, classes, run.card.input_size)
+    return loss
+
+
+def _epoch(run: _Run, epoch: int, progress: TrainProgress) -> float:
+    """One pass over the training split in a seeded order (stops at ``max_steps``);
+    returns the mean training loss of its steps.
+    """
+    run.model.train()
+    order = run.rng.permutation(len(run.train_items))
+    running, steps = 0.0, 0
+    size = run.cfg.batch_size
+    for b in range(run.steps_per_epoch):
+        loss = _loss(run, _batch(run, order[b * size : (b + 1) * size]))
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        run.step += 1
+        steps += 1
+        running += float(loss.detach())
+        progress(StepEvent(epoch, run.step, run.total, float(loss.detach())))
+        if run.out_of_steps:
             break
+    return running / max(steps, 1)
+
+
+def _checkpoint(run: _Run, epoch: int, loss: float, metrics: dict[str, object]) -> EpochEvent:
+    """Record the epoch, save the model when its val macro-F1 is the best so far, and write
+    ``last.pt`` (what a resumed run starts from).
+    """
+    score = float(metrics["macro_f1"])
+    run.history.append(
+        {
+            "epoch": epoch,
+            "loss": round(loss, 4),
+            "val_accuracy": metrics["accuracy"],
+            "val_macro_f1": score,
+        }
+    )
+    if score > run.best:
+        run.best, run.best_epoch = score, epoch
+        save_model(run.model, run.card, run.ckpt)
+        run.best_metrics = metrics
+    torch.save(
+        {
+            "model": run.model.state_dict(),
+            "opt": run.opt.state_dict(),
+            "sched": run.sched.state_dict(),
+            "epoch": epoch,
+            "best": run.best,
+            "best_epoch": run.best_epoch,
+        },
+        run.last,
+    )
+    return EpochEvent(
+        epoch=epoch,
+        loss=round(loss, 4),
+        val_accuracy=float(metrics["accuracy"]),
+        val_macro_f1=score,
+        best_epoch=run.best_epoch,
+        step=run.step,
+        total=run.total,
+    )
+
+
+def _finalise(run: _Run, t0: float) -> DoneEvent:
+    """Reload the best checkpoint, write its figures and the run's history into its card
+    (plus held-out mosaic figures for multi-label mosaic runs) and remove ``last.pt``.
+    """
     from cam_core.models import load_model
 
-    final = load_model(ckpt, device=str(device))
-    metrics = best_metrics or evaluate_classifier(final.model, card, val_items)
+    final = load_model(run.ckpt, device=str(run.device))
+    metrics = run.best_metrics or evaluate_classifier(final.model, run.card, run.val_items)
     extra: dict[str, object] = {}
-    if cfg.mosaic and cfg.multilabel:
-        extra["val_mosaic"] = evaluate_classifier(final.model, card, val_mosaics(val_items))
+    if run.cfg.mosaic and run.cfg.multilabel:
+        extra["val_mosaic"] = evaluate_classifier(final.model, run.card, val_mosaics(run.val_items))
     card = ModelCard(
         **{
-            **asdict(card),
-            "metrics": {"val": metrics, **extra, "best_epoch": best_epoch, "history": history},
+            **asdict(run.card),
+            "metrics": {
+                "val": metrics,
+                **extra,
+                "best_epoch": run.best_epoch,
+                "history": run.history,
+            },
             "training": {
-                **card.training,
+                **run.card.training,
                 "wall_time_s": round(time.time() - t0, 1),
-                "device": str(device),
+                "device": str(run.device),
             },
         }
     )
-    save_model(final.model, card, ckpt)
-    last.unlink(missing_ok=True)
-    if progress:
-        progress({"kind": "done", "path": str(ckpt), "metrics": metrics})
-    return ckpt
+    save_model(final.model, card, run.ckpt)
+    run.last.unlink(missing_ok=True)
+    return DoneEvent(run.ckpt, metrics)
+
+
+def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
+    """Run ``cfg``; returns the saved checkpoint path (card JSON beside it)."""
+    t0 = time.time()
+    report: TrainProgress = progress or (lambda _event: None)
+    run = _prepare(cfg)
+    for epoch in range(run.start_epoch, cfg.epochs):
+        loss = _epoch(run, epoch, report)
+        event = _checkpoint(
+            run, epoch, loss, evaluate_classifier(run.model, run.card, run.val_items)
+        )
+        report(event)
+        if run.out_of_steps or _stop_early(epoch, run.best_epoch, cfg):
+            break
+    done = _finalise(run, t0)
+    report(done)
+    return done.path
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

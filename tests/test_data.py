@@ -18,6 +18,7 @@ from cam_core.data import (
     MAX_OBJECTS,
     NEU_CLASSES,
     SPLITS,
+    Box,
     DataError,
     Sample,
     annotation_for,
@@ -27,8 +28,10 @@ from cam_core.data import (
     load_dataset,
     parse_voc,
     read_image,
+    rescale_boxes,
     split_samples,
 )
+from cam_core.metrics import box_mask
 
 NEU = find_neu_det()
 needs_neu = pytest.mark.skipif(
@@ -267,6 +270,51 @@ def test_file_class():
     assert file_class("img_0001", "scratches") == "scratches"
     assert file_class("crazing") is None
     assert file_class("rust_3") is None
+
+
+# --------------------------------------------------------------------------- Box geometry
+
+
+def xyxy(b: Box) -> tuple[float, float, float, float]:
+    return (b.x0, b.y0, b.x1, b.y1)
+
+
+def test_box_flipped_mirrors_the_pixels_it_covers():
+    # VOC xmin 1..xmax 10 (1-based, inclusive) = pixel columns 0..9 = half-open [0, 10).
+    xml = voc([box(xmin=1, ymin=21, xmax=10, ymax=60)], size=(100, 200))  # (height, width)
+    (b,) = parse_voc(xml, name="f.xml").boxes
+    assert xyxy(b) == (0, 20, 10, 60)
+    assert xyxy(b.flipped(width=200)) == (190, 20, 200, 60)  # VOC 191..200: the last 10 columns
+    assert xyxy(b.flipped(height=100)) == (0, 40, 10, 80)  # rows 20..59 -> 40..79
+    assert xyxy(b.flipped(width=200, height=100)) == (190, 40, 200, 80)
+    assert b.flipped(width=200).flipped(width=200) == b and b.flipped() == b
+    tagged = Box("scratches", 3.25, 7.25, 50.75, 61.0, truncated=True, difficult=True)
+    assert tagged.flipped(width=200) == Box("scratches", 149.25, 7.25, 196.75, 61.0, True, True)
+    for bb in (b, tagged):  # fractional edges too: the covered pixels are the mirrored ones
+        mask = box_mask([bb], (100, 200))
+        np.testing.assert_array_equal(box_mask([bb.flipped(width=200)], (100, 200)), mask[:, ::-1])
+        np.testing.assert_array_equal(box_mask([bb.flipped(height=100)], (100, 200)), mask[::-1])
+
+
+def test_box_shifted_moves_and_clipped_keeps_the_part_inside_the_image():
+    b = Box("crazing", 10, 20, 50, 60, truncated=True)
+    assert xyxy(b.shifted(5, -30)) == (15, -10, 55, 30)
+    assert b.shifted(5, -30).shifted(-5, 30) == b
+    mask = box_mask([b], (100, 200))
+    np.testing.assert_array_equal(box_mask([b.shifted(7, 3)], (100, 200))[3:, 7:], mask[:-3, :-7])
+    assert b.shifted(5, -30).clipped(200, 100) == Box("crazing", 15, 0, 55, 30, truncated=True)
+    assert xyxy(b.shifted(180, 0).clipped(200, 100)) == (190, 20, 200, 60)
+    assert b.shifted(-60, 0).clipped(200, 100).area == 0  # pushed out entirely: empty
+    assert b.clipped(200, 100) == b
+
+
+def test_rescale_boxes_moves_boxes_between_resolutions():
+    b = Box("crazing", 0, 20, 10, 60, difficult=True)  # on a 100 high × 200 wide image
+    (s,) = rescale_boxes((b,), (100, 200), (50, 400))  # sizes are (height, width)
+    assert s == Box("crazing", 0, 10, 20, 30, difficult=True) == b.scaled(2, 0.5)
+    (full,) = rescale_boxes((Box("a", 0, 0, 200, 100),), (100, 200), (37, 53))
+    assert xyxy(full) == pytest.approx((0, 0, 53, 37))  # the whole image stays the whole image
+    assert rescale_boxes((), (100, 200), (1, 1)) == ()
 
 
 # --------------------------------------------------------------------------- hostile XML
