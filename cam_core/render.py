@@ -211,12 +211,13 @@ def _label(out: np.ndarray, text: str, rows: tuple[int, int], c0: int, rgb: RGB)
     """
     h, w = out.shape[:2]
     scale = max(0.35, min(h, w) / 600)
-    (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
-    x = max(0, min(c0 + 1, w - tw - 2))
+    stroke = max(1, round(scale))
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, stroke + 2)
+    x = max(1, min(c0 + 1, w - tw - 2))
     y = rows[0] - 3 - base if rows[0] - 3 - base - th >= 1 else rows[0] + th + 4
     y = min(y, h - base - 1)
-    cv2.putText(out, text, (x, y), _FONT, scale, HALO_COLOUR, 3, cv2.LINE_AA)
-    cv2.putText(out, text, (x, y), _FONT, scale, rgb, 1, cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), _FONT, scale, HALO_COLOUR, stroke + 2, cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), _FONT, scale, rgb, stroke, cv2.LINE_AA)
 
 
 def draw_boxes(
