@@ -227,6 +227,13 @@ def test_find_neu_det_prefers_env(tmp_path, monkeypatch):
     assert found is None or found.name == "NEU-DET"
 
 
+def test_find_neu_det_finds_the_shared_folder_beside_the_repo(monkeypatch):
+    """A module move once hid the data behind a skip: the fallback path is checked directly."""
+    monkeypatch.delenv("NEU_DET_DIR", raising=False)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "NEU-DET"
+    assert find_neu_det() == (shared if shared.is_dir() else None)
+
+
 # --------------------------------------------------------------------------- splits without data
 
 
