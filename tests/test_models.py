@@ -30,6 +30,7 @@ from cam_core.models import (
     preprocess,
     read_state_dict,
     register_arch,
+    registry,
     resolve_layer,
     save_model,
 )
@@ -79,7 +80,7 @@ TINY = ArchSpec(
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
     """Register the tiny test arch (for this test only) and return a state dict of it."""
-    monkeypatch.setattr(M, "ARCHS", dict(ARCHS))
+    monkeypatch.setattr(registry, "ARCHS", dict(ARCHS))
     register_arch(TINY)
     torch.manual_seed(0)
     model = TINY.builder(6)
