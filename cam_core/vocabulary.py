@@ -36,6 +36,7 @@ __all__ = [
     "column_name",
     "is_baseline",
     "method_name",
+    "metric_heading",
     "metric_info",
     "metric_name",
     "metric_tooltip",
@@ -168,6 +169,16 @@ def metric_info(key: str) -> MetricInfo:
 def metric_name(key: str) -> str:
     """Display name of ``key``: ``"pointing_tol"`` → "Pointing game (15 px tolerance)"."""
     return metric_info(key).name
+
+
+def metric_heading(column: str) -> str:
+    """A table column's heading: the metric's name for a metric key, any other column unchanged
+    (for tables mixing "method", "class" and figures: ``frame.rename(columns=metric_heading)``).
+    """
+    try:
+        return metric_info(column).name
+    except KeyError:
+        return column
 
 
 def metric_tooltip(key: str) -> str:

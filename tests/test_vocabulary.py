@@ -56,3 +56,16 @@ def test_column_names():
     assert V.column_name("gradcam @ layer3") == "Grad-CAM @ layer3"
     assert V.column_name("baseline:uniform") == "Uniform (baseline)"
     assert V.column_name("n") == "n (scored)"
+
+
+def test_metric_headings_rename_only_metric_columns():
+    import pandas as pd
+
+    frame = pd.DataFrame([{"method": "Grad-CAM", "class": "a", "pointing_tol": True, "iou": 0.5}])
+    renamed = frame.rename(columns=V.metric_heading)
+    assert list(renamed.columns) == [
+        "method",
+        "class",
+        "Pointing game (15 px tolerance)",
+        "Pixel IoU at τ",
+    ]
