@@ -1,7 +1,9 @@
-"""The dataset loop: rows, baselines, resume, bad samples, target rules, auto-configuration, CLI."""
+"""The evaluation package: rows, baselines, stratified order, resume, coverage, bad samples,
+target rules, auto-configuration, the report. (The command line: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,9 +16,17 @@ import torch
 from torch import nn
 
 from cam_core import metrics as M
-from cam_core.__main__ import main
 from cam_core.data import NEU_CLASSES, Box, Sample, load_dataset
-from cam_core.evaluate import BASELINES, EvalConfig, auto_configure, evaluate
+from cam_core.evaluation import (
+    BASELINES,
+    EvalConfig,
+    auto_configure,
+    evaluate,
+    report_figures,
+    run_folder,
+    stratified_order,
+    write_report,
+)
 from cam_core.explain import Explainer
 from cam_core.models import ModelCard, build_model, load_model, save_model
 from cam_core.synth import write_voc_folder
@@ -80,87 +90,6 @@ def _cfg(voc, checkpoint, **kw) -> EvalConfig:
     base = dict(data=str(voc), checkpoint=str(checkpoint), split=None, methods=("gradcam",))
     base.update(kw)
     return EvalConfig(**base)
-
-
-# ------------------------------------------------------------------------------- CLI
-
-
-def test_cli_writes_summary_report_and_card(voc, checkpoint, tmp_path, capsys):
-    ckpt = tmp_path / "m" / "model.pt"
-    ckpt.parent.mkdir()
-    shutil.copy(checkpoint, ckpt)
-    shutil.copy(checkpoint.with_suffix(".json"), ckpt.with_suffix(".json"))
-    out = tmp_path / "eval"
-    argv = ["evaluate", "--data", str(voc), "--split", "val", "--checkpoint", str(ckpt)]
-    argv += ["--methods", "gradcam,gradcam++", "--layers", "layer3,layer2+layer3"]
-    argv += ["--out", str(out), "--auto-configure", "--try-flips"]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    table = pd.read_csv(out / "summary.csv")
-    pairs = set(zip(table["method"], table["layer"], strict=True))
-    for m in ("gradcam", "gradcam++"):
-        assert {(m, "layer3"), (m, "layer2+layer3")} <= pairs
-    assert {(b, "-") for b in BASELINES} <= pairs
-    assert table.loc[table["method"].isin(list(BASELINES)), "baseline"].all()
-    assert not table.loc[~table["method"].isin(list(BASELINES)), "baseline"].any()
-    # one val image per class: 6 scored pairs in every (method, layer) "all" row
-    assert (table.loc[table["class"] == "all", "n_rows"] == 6).all()
-    for b in BASELINES:
-        assert b in printed
-    lines = (out / "rows.jsonl").read_text().splitlines()
-    assert len(lines) == 6 * (2 * 2 + 3)
-    report = (out / "report.html").read_text()
-    assert "baseline:gaussian" in report and "<table>" in report
-    assert report.count('class="plotly-graph-div"') == 2
-    assert "cdn.plot.ly/plotly" not in report and 'src="http' not in report
-    assert len(report) > 1_000_000, "plotly.js must be inlined (no network at view time)"
-    rec = json.loads(ckpt.with_suffix(".json").read_text())["recommended"]
-    assert rec["method"] in ("gradcam", "gradcam++")
-    assert rec["layer"] in ("layer3", "layer2+layer3")
-    assert rec["threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
-    assert rec["calibration"]["split"] == "val" and rec["calibration"]["n"] == 6
-    # --try-flips: every method × layer scored as is and flip-averaged
-    assert sorted((c["flips"], c["method"], c["layer"]) for c in rec["candidates"]) == sorted(
-        (f, m, lay)
-        for f in (False, True)
-        for m in ("gradcam", "gradcam++")
-        for lay in ("layer3", "layer2+layer3")
-    )
-    assert rec["flips"] is max(rec["candidates"], key=lambda c: c["score"])["flips"]
-    assert load_model(ckpt).card.recommended == rec
-
-
-def test_cli_explain_writes_overlays_maps_and_scores_with_the_folders_gt(voc, checkpoint, tmp_path):
-    out = tmp_path / "explained"
-    argv = ["explain", "--checkpoint", str(checkpoint), "--images", str(voc / "IMAGES")]
-    argv += ["--methods", "gradcam,eigencam", "--classes-to-explain", "patches"]
-    argv += ["--flip-smooth", "--out", str(out)]
-    assert main(argv) == 0
-    report = json.loads((out / "explain.json").read_text())
-    assert len(report["images"]) == 3 * len(NEU_CLASSES)
-    entry = report["images"]["patches_synth_0000.png"]
-    assert [(m["class"], m["method"], m["flip_smooth"]) for m in entry["maps"]] == [
-        ("patches", "gradcam", True),
-        ("patches", "eigencam", True),
-    ]
-    # GT found in the VOC folder's ANNOTATIONS/, so the maps are scored against it
-    assert entry["maps"][0]["localization"]["energy"] is not None
-    assert report["images"]["crazing_synth_0000.png"]["maps"][0]["localization"] is None
-    saved = np.load(out / "patches_synth_0000__patches__gradcam.npy")
-    image = cv2.imread(str(voc / "IMAGES" / "patches_synth_0000.png"), cv2.IMREAD_GRAYSCALE)
-    loaded = load_model(checkpoint)
-    c = NEU_CLASSES.index("patches")
-    exp = Explainer(loaded.model, loaded.card).explain(
-        [image], ["gradcam"], targets=[[c]], flip_smooth=True
-    )
-    np.testing.assert_allclose(saved, exp.results[0].cam, atol=1e-5)
-    assert (out / "patches_synth_0000__patches__gradcam.png").stat().st_size > 0
-
-
-def test_cli_reports_bad_checkpoint(voc, tmp_path, capsys):
-    bad = tmp_path / "nope.pt"
-    assert main(["evaluate", "--data", str(voc), "--checkpoint", str(bad)]) == 2
-    assert "nope.pt" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ resume
@@ -496,18 +425,18 @@ def test_unknown_layer_fails_before_any_work(voc, checkpoint, loaded):
 def test_report_embeds_examples_and_refuses_non_png(voc, checkpoint, loaded, tmp_path):
     result = evaluate(_cfg(voc, checkpoint, limit=2), explainer=_spy(loaded))
     _, png = cv2.imencode(".png", np.full((4, 4), 200, np.uint8))
-    path = result.to_html(tmp_path / "r.html", examples=[("crazing <0>", png.tobytes())])
+    path = write_report(result, tmp_path / "r.html", examples=[("crazing <0>", png.tobytes())])
     text = path.read_text()
     assert "data:image/png;base64," in text and "crazing &lt;0&gt;" in text
     with pytest.raises(ValueError, match="example 0 \\('x'\\) is not PNG bytes"):
-        result.to_html(tmp_path / "bad.html", examples=[("x", b"GIF89a")])
+        write_report(result, tmp_path / "bad.html", examples=[("x", b"GIF89a")])
 
 
 def test_partial_result_is_marked(voc, checkpoint, loaded, tmp_path):
     result = evaluate(_cfg(voc, checkpoint), explainer=_spy(loaded), should_stop=lambda: True)
     assert not result.complete and result.rows == [] and result.n_samples == 18
     assert result.summary().empty
-    assert "Partial run: 0 of 18" in result.to_html(tmp_path / "r.html").read_text()
+    assert "Partial run: 0 of 18" in write_report(result, tmp_path / "r.html").read_text()
 
 
 # ----------------------------------------------------------- additive metric accumulators
@@ -541,12 +470,135 @@ def test_real_split_loading_is_stem_sorted(voc, checkpoint, loaded):
     assert stems == expected
 
 
-def test_evaluate_accepts_parsed_cli_arguments(voc, checkpoint):
-    from cam_core.__main__ import build_parser
+def test_evaluate_takes_an_eval_config_only(voc, checkpoint):
+    import argparse
 
-    argv = ["evaluate", "--data", str(voc), "--split", "all", "--checkpoint", str(checkpoint)]
-    argv += ["--methods", "gradcam", "--layers", "layer2", "--limit", "2", "--tau", "0.4"]
-    args = build_parser().parse_args(argv)
-    result = evaluate(args)
-    assert result.config.tau == 0.4 and result.layers == ("layer2",)
-    assert [r["layer"] for r in result.rows if r["method"] == "gradcam"] == ["layer2"] * 2
+    args = argparse.Namespace(data=str(voc), checkpoint=str(checkpoint), split="all")
+    with pytest.raises(TypeError, match="evaluate\\(\\) takes an EvalConfig, got Namespace"):
+        evaluate(args)
+
+
+# ------------------------------------------------ stratified order, stop, coverage, resume
+
+
+def test_stratified_order_takes_the_classes_in_turn():
+    def s(stem, label):
+        return Sample(Path(f"{stem}.png"), stem, label)
+
+    samples = [s("b_2", "b"), s("a_1", "a"), s("x", None), s("a_2", "a"), s("a_3", "a")]
+    samples.append(s("b_1", "b"))
+    order = [x.stem for x in stratified_order(samples)]
+    # round-robin over sorted class names (no class last), each class in stem order
+    assert order == ["a_1", "b_1", "x", "a_2", "b_2", "a_3"]
+    assert [x.stem for x in stratified_order(reversed(samples))] == order
+    assert stratified_order([]) == []
+
+
+def test_a_stopped_run_covers_every_class_evenly_and_says_so(voc, checkpoint, loaded):
+    """The time budget (should_stop) keeps a class-stratified prefix, not the first stems."""
+    seen: list[int] = []
+    result = evaluate(
+        _cfg(voc, checkpoint, split="train", batch_size=6),
+        explainer=_spy(loaded),
+        samples=load_dataset(voc, split="train").samples,
+        progress=lambda done, total, msg: seen.append(done),
+        should_stop=lambda: bool(seen),
+    )
+    assert result.state == "stopped" and not result.complete
+    assert (result.n_done, result.n_samples) == (6, 12)
+    labels = sorted(r["label"] for r in result.rows if r["method"] == "gradcam")
+    assert labels == sorted(NEU_CLASSES), "one image of each class, not 6 crazing ones"
+    cov = result.coverage
+    assert cov.classes == tuple(sorted(NEU_CLASSES))
+    assert cov.done == (1,) * 6 and cov.planned == (2,) * 6
+    expected = ", ".join(f"{c} 1" for c in sorted(NEU_CLASSES))
+    assert result.status() == f"stopped at 6 of 12 images; covers {expected}"
+    settings = result.settings()
+    assert settings["split"] == "train" and settings["model"] == "tiny"
+    assert settings["methods"] == "gradcam" and settings["layers"] == result.layers[0]
+    assert settings["images"] == "6 of 12" and settings["flip averaging"] == "off"
+    assert settings["target rule"] == "file-class"
+    assert settings["state"] == result.status()
+
+    full = evaluate(_cfg(voc, checkpoint, limit=7), explainer=_spy(loaded))
+    assert full.state == "done" and full.status().startswith("done: 7 images; covers crazing 2,")
+
+
+def test_a_stopped_run_resumes_in_its_run_folder_computing_only_the_missing_images(
+    voc, checkpoint, loaded, tmp_path
+):
+    kw = dict(methods=("gradcam", "gradcam++"), batch_size=5)
+    uninterrupted = evaluate(_cfg(voc, checkpoint, **kw), explainer=_spy(loaded))
+
+    cfg = _cfg(voc, checkpoint, **kw)
+    folder = run_folder(tmp_path / "runs", cfg, _spy(loaded))
+    assert folder.parent == tmp_path / "runs"
+    assert run_folder(tmp_path / "runs", cfg, _spy(loaded)) == folder
+    other = _cfg(voc, checkpoint, tau=0.3, **kw)
+    assert run_folder(tmp_path / "runs", other, _spy(loaded)) != folder
+    cfg = dataclasses.replace(cfg, out=str(folder))
+
+    calls: list[int] = []
+    first = _spy(loaded)
+    stopped = evaluate(
+        cfg,
+        explainer=first,
+        progress=lambda done, total, msg: calls.append(done),
+        should_stop=lambda: len(calls) >= 2,
+    )
+    assert stopped.state == "stopped" and stopped.n_done == 10 and len(first.explained) == 10
+    computed_first = {r["stem"] for r in stopped.rows}
+
+    second = _spy(loaded)
+    resumed = evaluate(cfg, explainer=second)
+    assert resumed.state == "done" and resumed.n_done == 18
+    assert len(second.explained) == 8, "only the 8 missing images are computed"
+    assert {r["stem"] for r in resumed.rows} - computed_first == {
+        s.stem for s in load_dataset(voc).samples
+    } - computed_first
+    pd.testing.assert_frame_equal(resumed.summary(), uninterrupted.summary())
+    assert resumed.rows == uninterrupted.rows
+
+
+# ---------------------------------------------------------------------------- the report
+
+
+def test_report_states_the_true_split_and_the_run_state(voc, checkpoint, loaded, tmp_path):
+    samples = load_dataset(voc, split="val").samples
+    result = evaluate(
+        _cfg(voc, checkpoint, split="val"),
+        explainer=_spy(loaded),
+        samples=samples,
+        should_stop=lambda: False,
+    )
+    text = write_report(result, tmp_path / "r.html").read_text()
+    assert "<tr><th>split</th><td>val</td></tr>" in text
+    assert "split</th><td>all" not in text
+    assert "<tr><th>model</th><td>tiny</td></tr>" in text
+    assert f"done: {len(samples)} images; covers" in text
+
+
+def test_report_bars_are_render_metric_bars_one_colour_per_method(voc, checkpoint, loaded):
+    methods = ("gradcam", "gradcam++", "eigencam")
+    result = evaluate(_cfg(voc, checkpoint, methods=methods, limit=6), explainer=_spy(loaded))
+    bars = report_figures(result)[0]
+    assert {t.type for t in bars.data} == {"bar"}
+    assert len(bars.data) == len(methods) + len(BASELINES)
+    colorway = list(bars.layout.template.layout.colorway)
+    colours = {}
+    for k, trace in enumerate(bars.data):
+        # an explicit marker colour, else plotly's default: the template colorway by trace index
+        colours[trace.name] = trace.marker.color or colorway[k % len(colorway)]
+    method_traces = [t for t in bars.data if t.marker.pattern.shape != "/"]
+    base_traces = [t for t in bars.data if t.marker.pattern.shape == "/"]
+    assert len(method_traces) == len(methods) and len(base_traces) == len(BASELINES)
+    method_colours = [colours[t.name] for t in method_traces]
+    assert len(set(method_colours)) == len(methods), method_colours
+    assert not {"black", "#000", "#000000"} & {str(c).lower() for c in method_colours}
+    assert not set(method_colours) & {colours[t.name] for t in base_traces}
+    # the heights are the summary's pointing figures, per class and method
+    table = result.summary()
+    for trace, method in zip(method_traces, methods, strict=True):
+        rows = table[(table["method"] == method)].set_index("class")["pointing"]
+        assert list(trace.x) == list(rows.index)
+        assert list(trace.y) == pytest.approx(list(rows), nan_ok=True)

@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cam_core.data import find_neu_det, load_dataset
 from cam_core.models import load_model
-from cam_core.train import _load_items, evaluate_classifier, val_mosaics
+from cam_core.train import evaluate_classifier
+from cam_core.train_data import _load_items, val_mosaics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -46,18 +46,18 @@ def main() -> None:
     engines = []
     for name in MODELS:
         loaded = load_model(ROOT / "models" / name / "model.pt")
-        rec = loaded.card.recommended or {}
-        engines.append(
-            (Explainer(loaded.model, loaded.card), rec.get("method"), rec.get("layer"), rec)
-        )
+        rec = loaded.card.recommendation
+        if rec is None:
+            raise SystemExit(f"{name}: its card has no recommended method (run --auto-configure)")
+        engines.append((Explainer(loaded.model, loaded.card), rec))
     rows = []
     for s in picks:
         image = read_image(s.path)
         gt = tuple(b for b in s.boxes if b.cls == s.label)
         tiles = [_label(draw_boxes(to_rgb(image), s.boxes), f"{s.stem} (GT)")]
-        for name, (ex, method, layer, rec) in zip(MODELS, engines, strict=True):
+        for name, (ex, rec) in zip(MODELS, engines, strict=True):
             c = ex.card.classes.index(s.label)
-            flips = bool(rec.get("flips"))
+            method, layer, flips = rec.method, rec.layer, rec.flips
             exp = ex.explain([image], [method], targets=[[c]], layers=layer, flip_smooth=flips)
             cam = exp.results[0].cam
             label = f"{MODELS[name]}: {method}@{layer}{' +flips' if flips else ''}"
