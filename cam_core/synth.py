@@ -6,13 +6,12 @@ noise) with 1-3 local defects of one NEU class, each with its :class:`~cam_core.
 (0-based, half-open pixels). The background is drawn first from the generator, by the same code
 for every class, and every defect pixel lies inside its box: the only class cue is in the boxes.
 
-Command line: ``python -m cam_core.synth OUT_DIR --per-class N --seed S`` writes a NEU-style flat
+Command line: ``python -m cam_core synth OUT_DIR --per-class N --seed S`` writes a NEU-style flat
 folder (``IMAGES/<stem>.png`` + ``ANNOTATIONS/<stem>.xml``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -427,24 +426,3 @@ def write_voc_folder(out_dir: str | Path, n_per_class: int, seed: int, size: int
             raise OSError(f"could not write image {path}")
         (annotations / f"{stem}.xml").write_bytes(voc_xml(path.name, image.shape, boxes))
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: write a synthetic NEU-style dataset folder."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cam_core.synth",
-        description="Write synthetic NEU-DET-like images (PNG) and VOC boxes in the flat layout.",
-    )
-    parser.add_argument("out_dir", type=Path, help="folder to create IMAGES/ and ANNOTATIONS/ in")
-    parser.add_argument("--per-class", type=int, default=50, help="images per class (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", type=int, default=200, help="image side in pixels (default 200)")
-    args = parser.parse_args(argv)
-    if args.per_class < 0:
-        parser.error(f"--per-class must be >= 0, got {args.per_class}")
-    out = write_voc_folder(args.out_dir, args.per_class, args.seed, args.size)
-    print(f"wrote {args.per_class * len(NEU_CLASSES)} images to {out}")
-
-
-if __name__ == "__main__":
-    main()
