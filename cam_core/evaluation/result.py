@@ -110,9 +110,9 @@ class EvalResult:
     n_samples: int
     n_done: int
     complete: bool
+    model: str
+    coverage: Coverage
     accumulators: Mapping[tuple[str, str, str], _Acc] = field(repr=False)
-    model: str = ""
-    coverage: Coverage = field(default_factory=lambda: Coverage((), (), ()))
 
     @property
     def state(self) -> Literal["done", "stopped"]:
@@ -134,7 +134,7 @@ class EvalResult:
         """The run's settings as display text, in reading order (what produced these rows)."""
         cfg = self.config
         return {
-            "model": self.model or cfg.checkpoint,
+            "model": self.model,
             "checkpoint": cfg.checkpoint,
             "data": cfg.data,
             "split": cfg.split or "all",
