@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -518,9 +520,10 @@ def test_card_overrides_and_bad_card(tmp_path: Path, tiny: dict[str, torch.Tenso
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (b"", "checkpoint file is empty"),
-        (b"hello, this is not a checkpoint", "not a readable PyTorch checkpoint"),
+        (b"", r"an empty file \(0 bytes\), not a checkpoint$"),
+        (b"hello, this is not a checkpoint", "a text file, not a checkpoint$"),
         (None, "not a readable PyTorch checkpoint"),  # truncated zip
+        (b"\x80\x02\x8a\x0agarbage", r"not a readable PyTorch checkpoint \(truncated, corrupt or "),
     ],
 )
 def test_broken_files(
@@ -534,6 +537,78 @@ def test_broken_files(
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=rf"broken\.pt.*{match}"):
         load_model(path, arch="tiny", classes=CLASSES)
+
+
+def _image_bytes(fmt: str) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(out, fmt)
+    return out.getvalue()
+
+
+def _zip_bytes() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("weights/readme.txt", "not here")
+    return out.getvalue()
+
+
+NOT_A_CHECKPOINT = ", not a checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "what"),
+    [
+        ("model.pt", lambda: _image_bytes("JPEG"), "a JPEG image" + NOT_A_CHECKPOINT),
+        ("model.pth", lambda: _image_bytes("PNG"), "a PNG image" + NOT_A_CHECKPOINT),
+        ("model.pt", lambda: _image_bytes("GIF"), "a GIF image" + NOT_A_CHECKPOINT),
+        ("m.safetensors", lambda: _image_bytes("JPEG"), "a JPEG image" + NOT_A_CHECKPOINT),
+        ("model.pt", _zip_bytes, "a ZIP archive with no PyTorch checkpoint inside"),
+        ("model.pt", lambda: b'{"epochs": 3}', "a JSON file" + NOT_A_CHECKPOINT),
+        (
+            "model.pt",
+            lambda: _card().to_json().encode(),
+            "a model card (JSON), not a checkpoint: give the weights file, with this card "
+            "beside it under the same name",
+        ),
+        (
+            "model.pt",
+            lambda: b"<!DOCTYPE html><html><body>Sign in</body></html>",
+            "an HTML page, not a checkpoint (a download that returned a web page?)",
+        ),
+        (
+            "model.pt",
+            lambda: b"<?xml version='1.0'?><annotation/>",
+            "an XML file" + NOT_A_CHECKPOINT,
+        ),
+        ("model.pt", lambda: "pesos del modelo: ñ\n".encode(), "a text file" + NOT_A_CHECKPOINT),
+        (
+            "model.pt",
+            lambda: b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 4\n",
+            "a Git LFS pointer, not the weights themselves: fetch them with `git lfs pull` in "
+            "the repository it came from",
+        ),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(
+    tmp_path: Path, name: str, content, what: str
+) -> None:
+    """The whole message: the file, what it is; never PyTorch's advice to turn the safety off."""
+    path = tmp_path / name
+    path.write_bytes(content())
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(f'{path}: {what}')}$"):
+        load_model(path, arch="resnet18", classes=CLASSES)
+
+
+def test_an_unrecognised_unreadable_file_gets_no_advice_to_disable_the_safety(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "odd.pt"
+    path.write_bytes(bytes(range(256)) * 4)  # binary, no known signature: PyTorch's unpickler fails
+    expected = f"{path}: not a readable PyTorch checkpoint (truncated, corrupt or another format)"
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(expected)}$"):
+        read_state_dict(path)
 
 
 def test_broken_safetensors_and_missing_file(tmp_path: Path) -> None:

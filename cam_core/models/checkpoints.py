@@ -21,6 +21,7 @@ from torch import nn
 from cam_core.models import registry
 from cam_core.models.card import ModelCard, card_path_for
 from cam_core.models.registry import ArchSpec, get_arch
+from cam_core.models.sniff import what_file_is
 
 
 class CheckpointError(ValueError):
@@ -102,6 +103,23 @@ def _refusal(path: Path, exc: Exception) -> CheckpointError:
     )
 
 
+def _unreadable(path: Path, kind: str, exc: Exception) -> CheckpointError:
+    """The error for a file the loader could not read: what the file is when that is
+    recognisable, else the loader's reason when it is one short line that gives no advice
+    (PyTorch's own text suggests turning the ``weights_only`` safety off: never passed on).
+    """
+    what = what_file_is(path)
+    if what is not None:
+        return CheckpointError(f"{path}: {what}")
+    lines = str(exc).strip().splitlines()
+    reason = lines[0].strip() if lines else ""
+    shown = len(reason) <= 200 and len(reason.split()) >= 3 and "weights" not in reason.lower()
+    return CheckpointError(
+        f"{path}: not a readable {kind} (truncated, corrupt or another format)"
+        + (f"; the loader says: {reason}" if shown else "")
+    )
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, unwrapped, prefix-stripped, fp32, on CPU.
 
@@ -113,7 +131,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint file is empty")
+        raise CheckpointError(f"{path}: an empty file (0 bytes), not a checkpoint")
     if path.suffix.lower() == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -121,7 +139,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         try:
             raw: object = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+            raise _unreadable(path, "safetensors file", exc) from None
     else:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -129,11 +147,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             text = str(exc)
             if "Weights only load failed" in text and "GLOBAL" in text:
                 raise _refusal(path, exc) from None
-            first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-            raise CheckpointError(
-                f"{path}: not a readable PyTorch checkpoint (truncated, corrupt or another "
-                f"format): {first}"
-            ) from None
+            raise _unreadable(path, "PyTorch checkpoint", exc) from None
     state = _clean(_unwrap(raw, path))
     for key, tensor in state.items():
         # one cheap reduction per tensor; the exact test only when the sum is not finite
