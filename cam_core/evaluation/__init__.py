@@ -15,8 +15,8 @@ baselines ``baseline:centre`` (a single peak at the centre pixel), ``baseline:ga
 Modules: :mod:`~.config` (what a run is), :mod:`~.rows` (a batch → rows), :mod:`~.store` (the
 resumable row store), :mod:`~.loop` (the dataset loop), :mod:`~.result` (rows → summary,
 coverage, state), :mod:`~.autoconfig` (pick method/layer/threshold, write the card),
-:mod:`~.report` (HTML), :mod:`~.files` (explain image files into a folder). The command line
-lives in :mod:`cam_core.cli`.
+:mod:`~.report` (HTML), :mod:`~.files` (explain image files into a folder), :mod:`~.worst`
+(the rows a person should look at first). The command line lives in :mod:`cam_core.cli`.
 """
 
 from cam_core.evaluation.autoconfig import auto_configure, write_recommended
