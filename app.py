@@ -1,17 +1,10 @@
 """Streamlit entry point: page config, the shared sidebar, and navigation. Run `make run`."""
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
-from pages import _shared
+from pages import _legacy, _sidebar
 
-if PagesManager.uses_pages_directory:
-    # A fresh server's very first run takes Streamlit's legacy pages/-folder route, whose menu
-    # lists the files ("app", "shared", …); .streamlit/config.toml hides that menu. Leave the
-    # legacy mode at once and show the real menu from the next run on.
-    PagesManager.uses_pages_directory = False
-    st.set_option("client.showSidebarNavigation", True)
-    st.rerun()
+_legacy.leave_legacy_mode()  # a fresh server's first run only (see pages/_legacy.py)
 
 st.set_page_config(
     page_title="Where is the defect model looking?",
@@ -19,7 +12,7 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
-_shared.sidebar()
+_sidebar.sidebar()
 
 navigation = st.navigation(
     [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -25,6 +26,7 @@ from cam_core.data import Box
 
 __all__ = [
     "CLASSIC_POINTING_TOLERANCE",
+    "MapFigures",
     "MaxBoxAccV2",
     "PxAP",
     "best_box_iou",
@@ -36,6 +38,7 @@ __all__ = [
     "energy_in_boxes",
     "energy_ratio",
     "localization_scores",
+    "map_figures",
     "mask_iou",
     "pixel_iou",
     "pointed_pixel",
@@ -350,27 +353,72 @@ def localization_scores(
 
     Keys: ``pointing`` (strict), ``pointing_tol`` (within ``tolerance`` px), ``energy``,
     ``energy_ratio``, ``iou`` (:func:`pixel_iou` at ``tau``) and ``box_iou``
-    (:func:`best_box_iou` of :func:`cam_to_boxes` at ``tau``).
+    (:func:`best_box_iou` of :func:`cam_to_boxes` at ``tau``). The ``scores`` of
+    :func:`map_figures`.
+    """
+    return map_figures(cam, boxes, threshold=tau, tolerance=tolerance, max_boxes=0).scores
+
+
+@dataclass(frozen=True)
+class MapFigures:
+    """The figures of one map against the GT boxes of its class (:func:`map_figures`).
+
+    ``scores``: the :func:`localization_scores` keys (all None without boxes). ``cam_boxes``: the
+    best boxes of :func:`cam_to_boxes` (``(x0, y0, x1, y1, mean map value)``, pixels);
+    ``cam_box_ious``: each one's best IoU with a GT box (None without boxes).
+    """
+
+    scores: dict[str, float | bool | None]
+    cam_boxes: tuple[PredBox, ...] = ()
+    cam_box_ious: tuple[float | None, ...] = ()
+
+    def labels(self) -> list[str]:
+        """Text for each map box: its IoU with GT, or its mean map value without GT."""
+        return [
+            f"IoU {iou:.2f}" if iou is not None else f"map {box[4]:.2f}"
+            for box, iou in zip(self.cam_boxes, self.cam_box_ious, strict=True)
+        ]
+
+
+def map_figures(
+    cam: np.ndarray,
+    boxes: Sequence[Box],
+    *,
+    threshold: float | Literal["otsu"] = 0.5,
+    tolerance: float = CLASSIC_POINTING_TOLERANCE,
+    max_boxes: int = 5,
+) -> MapFigures:
+    """The figures of one map: the one function behind evaluation rows, app panels and the
+    explain command.
+
+    ``threshold`` is the map → boxes cut of :func:`cam_to_boxes` (a fraction of the peak, or
+    ``"otsu"``) and, when numeric, the pixel-IoU level τ (0.5 for Otsu); ``box_iou`` is the best
+    IoU of those boxes with ``boxes``. The ``max_boxes`` best map boxes are kept. Raises
+    ValueError for a map that is not finite and non-negative, or a bad threshold or tolerance.
     """
     arr = _check_map(cam)
     _check_non_negative(arr)
-    _check_fraction("tau", tau)
+    tau = _check_fraction("tau", threshold) if not isinstance(threshold, str) else 0.5
     if tolerance < 0 or not math.isfinite(tolerance):
         raise ValueError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
+    found = cam_to_boxes(arr, threshold) if boxes or max_boxes > 0 else []
+    kept = tuple(tuple(float(v) for v in b) for b in found[:max_boxes])
     keys = ("pointing", "pointing_tol", "energy", "energy_ratio", "iou", "box_iou")
     if not boxes:
-        return dict.fromkeys(keys)
+        return MapFigures(dict.fromkeys(keys), kept, (None,) * len(kept))  # type: ignore[arg-type]
     mask = box_mask(boxes, arr.shape)
     r, c = pointed_pixel(arr)
     energy = _energy(arr, mask)
-    return {
+    scores: dict[str, float | bool | None] = {
         "pointing": _pointing(r, c, mask, boxes, 0.0),
         "pointing_tol": _pointing(r, c, mask, boxes, tolerance),
         "energy": energy,
         "energy_ratio": _ratio(energy, mask),
         "iou": mask_iou(_threshold_mask(arr, tau), mask),
-        "box_iou": best_box_iou(cam_to_boxes(arr, tau), boxes),
+        "box_iou": best_box_iou(found, boxes),
     }
+    ious = tuple(best_box_iou([b], boxes) for b in kept)
+    return MapFigures(scores, kept, ious)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------

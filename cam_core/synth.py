@@ -13,6 +13,9 @@ folder (``IMAGES/<stem>.png`` + ``ANNOTATIONS/<stem>.xml``).
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import cv2
 import numpy as np
 from lxml import etree
 
-from cam_core.data import NEU_CLASSES, Box
+from cam_core.data import NEU_CLASSES, Box, Sample, load_dataset
 
 MIN_AREA_FRAC = 0.03
 """Smallest box area, as a fraction of the image area."""
@@ -426,3 +429,26 @@ def write_voc_folder(out_dir: str | Path, n_per_class: int, seed: int, size: int
             raise OSError(f"could not write image {path}")
         (annotations / f"{stem}.xml").write_bytes(voc_xml(path.name, image.shape, boxes))
     return out
+
+
+def synthetic_folder(n_per_class: int = 3, seed: int = 7, root: str | Path | None = None) -> Path:
+    """A synthetic NEU-like VOC folder (written once, reused): the app's demo without data.
+
+    Lives under ``root`` (default: the system temp folder), named by ``n_per_class`` and ``seed``.
+    """
+    base = Path(root) if root is not None else Path(tempfile.gettempdir())
+    out = base / f"cam-core-synthetic-{n_per_class}x-seed{seed}"
+    if not (out / ".complete").exists():
+        tmp = Path(tempfile.mkdtemp(prefix=out.name + "-", dir=base))
+        write_voc_folder(tmp, n_per_class, seed)
+        (tmp / ".complete").write_text("ok\n")
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another session wrote it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def synthetic_samples(n_per_class: int = 3, seed: int = 7) -> tuple[Sample, ...]:
+    """The samples of :func:`synthetic_folder` (boxes from their XML)."""
+    return load_dataset(synthetic_folder(n_per_class, seed)).samples

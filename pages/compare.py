@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from cam_core import render, session
+from cam_core import render
 from cam_core.methods import METHODS, get_method
-from pages import _shared
+from cam_core.metrics import map_figures
+from pages import _picker, _state
 
-opened = _shared.open_image_page(
+opened = _picker.open_image_page(
     "Compare methods",
     "One image, many methods: which maps land on the boxes of each class?",
     "compare",
@@ -14,9 +15,6 @@ opened = _shared.open_image_page(
 )
 state, explainer, item = opened.state, opened.explainer, opened.item
 card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
-for cls in sorted({b.cls for b in item.boxes}):
-    if cls in card.classes and cls not in default:
-        default.append(cls)
 
 fast = [m for m, spec in METHODS.items() if not spec.slow]
 slow = [m for m, spec in METHODS.items() if spec.slow]
@@ -24,15 +22,15 @@ c1, c2 = st.columns([2, 1])
 classes = c1.multiselect(
     "Classes (rows of the grid are methods, columns are classes)",
     card.classes,
-    default=default[:3],
-    key=f"cmp_classes_{_shared.short_key(state.model_id, item.key)}",
+    default=default,
+    key=f"cmp_classes_{_state.short_key(state.model_id, item.key)}",
     help="Default: the predicted class(es) and every class with GT boxes.",
 )
 with_slow = c2.checkbox(
     f"Include slow methods ({', '.join(get_method(m).label for m in slow)})",
-    value=_shared.pref("compare_slow", False),
+    value=_state.pref("compare_slow", False),
     key="compare_slow",
-    on_change=_shared.remember,
+    on_change=_state.remember,
     args=("compare_slow", "compare_slow"),
     help="Many forward passes per map: seconds to minutes on a CPU.",
 )
@@ -79,7 +77,7 @@ for method in methods:
     for col, ci in zip(row[1:], class_idx, strict=False):
         result = maps[(method, ci)]
         gt = item.sample.boxes_for(card.classes[ci])
-        scored = session.panel_scores(result.cam, gt)
+        scored = map_figures(result.cam, gt)
         figures = render.scores_caption(scored.scores, result.blank)
         col.image(
             render.panel_image(

@@ -4,22 +4,27 @@ import time
 
 import streamlit as st
 
-from cam_core import evaluate, render, session
+from cam_core import evaluation as evaluate
+from cam_core import figures
+from cam_core.catalogue import layer_options
+from cam_core.evaluation.worst import ranking_figure, worst_cases
 from cam_core.methods import METHODS, get_method
-from pages import _shared
+from cam_core.uploads import file_key
+from cam_core.vocabulary import METRICS, method_name, metric_name, metric_tooltip
+from pages import _picker, _sidebar, _state
 
-state = _shared.app_state()
+state = _sidebar.app_state()
 st.title("Evaluate")
 st.caption(
     "Do the maps land on the defects across a whole split, and do they beat maps that know "
     "nothing (centre point, centred Gaussian, uniform)?"
 )
-explainer = _shared.require_explainer(state)
+explainer = _state.require_explainer(state)
 
 if state.dataset is not None:
     samples, where = state.samples, f"{state.data_root} · split {state.split}"
 else:
-    samples, where = _shared.demo_samples(), "synthetic demo (3 images per class)"
+    samples, where = _state.demo_samples(), "synthetic demo (3 images per class)"
 st.markdown(f"**Data:** {where} · {len(samples)} images · **model:** {state.model_ref.label}")
 
 
@@ -28,9 +33,8 @@ def _open_in_explore(stem: str, cls: str, method: str) -> None:
     by_stem = st.session_state["eval_samples"]
     sample = by_stem[stem]
     st.session_state["picked_sample"] = (sample, f"worst case: {stem}, {cls}, {method}")
-    _shared.set_pref("img_source", _shared.SOURCE_PICKED)
-    key = _shared.short_key(state.model_id, f"file:{sample.path}")
-    _shared.set_pref(f"classes_{key}", [cls])
+    _state.set_pref("img_source", _picker.SOURCE_PICKED)
+    _state.set_pref(_state.classes_pref(state.model_id, file_key(sample)), [cls])
     if method not in st.session_state.get("methods", []):
         st.session_state["methods"] = [*st.session_state.get("methods", []), method]
     st.session_state["goto_explore"] = True
@@ -45,9 +49,9 @@ with st.form("eval_form"):
         "Methods",
         list(METHODS),
         default=[m for m in state.methods if not get_method(m).slow] or ["gradcam"],
-        format_func=lambda m: get_method(m).label + (" (slow)" if get_method(m).slow else ""),
+        format_func=lambda m: method_name(m, mark_slow=True),
     )
-    layers_all = session.layer_options(explainer.card)
+    layers_all = layer_options(explainer.card)
     layers = c1.multiselect("Layers", layers_all, default=[state.layer or layers_all[0]])
     rule = c2.selectbox(
         "Target classes",
@@ -114,35 +118,36 @@ st.caption(
     f"{' · flip-averaged maps' if result.config.flip_smooth else ''} · every metric is a fraction, "
     "higher is better; baselines are model-free maps scored on the same (image, class) pairs."
 )
-metrics = [m for m in render.METRIC_LABELS if m in summary.columns]
+metrics = [m for m in METRICS if m in summary.columns]
 metric = st.segmented_control(
-    "Metric", metrics, default="pointing", format_func=render.METRIC_LABELS.get, key="eval_metric"
+    "Metric", metrics, default="pointing", format_func=metric_name, key="eval_metric"
 )
 metric = metric or "pointing"
-with _shared.section("The per-class table"):
-    table = render.comparison_table(summary, metric)
+with _state.section("The per-class table"):
+    table = figures.comparison_table(summary, metric)
     st.markdown(
-        f"**{render.METRIC_LABELS[metric]}** per class — baselines in the right-hand columns"
+        f"**{metric_name(metric)}** per class — baselines in the right-hand columns",
+        help=metric_tooltip(metric),
     )
-    st.dataframe(render.styled_comparison(table), width="stretch")
+    st.dataframe(figures.styled_comparison(table), width="stretch")
     st.caption("Green: beats every baseline for that class. Grey italic: baselines.")
-    st.plotly_chart(render.metric_bars(summary, metric), key="eval_bars")
+    st.plotly_chart(figures.metric_bars(summary, metric), key="eval_bars")
 
 with st.expander("Full summary (every metric, counts)"):
     st.dataframe(summary, hide_index=True, width="stretch")
 
 st.subheader("Worst cases")
-with _shared.section("Worst cases"):
-    ranked_by = session.ranking_figure(metric)
+with _state.section("Worst cases"):
+    ranked_by = ranking_figure(metric)
     how = (
-        f"{render.METRIC_LABELS[metric]} is a dataset figure with no value per row: rows are "
-        f"ranked by their {render.METRIC_LABELS.get(ranked_by, ranked_by)}, the per-row figure "
+        f"{metric_name(metric)} is a dataset figure with no value per row: rows are "
+        f"ranked by their {metric_name(ranked_by)}, the per-row figure "
         "closest to it. "
         if ranked_by != metric
         else ""
     )
     st.caption(how + "Lowest figures first. Select a row, then open it on the Explore page.")
-    worst = session.worst_cases(result.rows_frame(), metric, n=12)
+    worst = worst_cases(result.rows_frame(), metric, n=12)
     picked = st.dataframe(
         worst,
         hide_index=True,

@@ -3,16 +3,21 @@
 import numpy as np
 import streamlit as st
 
-from cam_core import render, session
+from cam_core import render
+from cam_core.catalogue import recommended_threshold
 from cam_core.explain import CamResult
+from cam_core.figures import heatmap_figure, image_figure, probability_figure
 from cam_core.methods import get_method
+from cam_core.metrics import map_figures
 from cam_core.models import ModelCard
-from pages import _shared
+from cam_core.uploads import ImageItem
+from cam_core.vocabulary import method_name
+from pages import _picker, _state
 
 PANELS_PER_ROW = 3
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, "otsu")
 
-opened = _shared.open_image_page(
+opened = _picker.open_image_page(
     "Explore",
     "Where does the model look for each defect class, and does it land on the boxes?",
     "explore",
@@ -37,19 +42,19 @@ with info:
     for note in item.warnings:
         st.caption(f":material/warning: {note}")
     rule = "every class with p ≥ 0.5" if card.multilabel else "the predicted class"
-    classes_key = f"classes_{_shared.short_key(state.model_id, item.key)}"
+    classes_key = _state.classes_pref(state.model_id, item.key)
     classes = st.multiselect(
         "Classes to explain",
         card.classes,
-        default=[c for c in _shared.pref(classes_key, default) if c in card.classes],
+        default=[c for c in _state.pref(classes_key, default) if c in card.classes],
         key=classes_key,
-        on_change=_shared.remember,
+        on_change=_state.remember,
         args=(classes_key, classes_key),
         help=f"Default: {rule}. Each class gets its own row of heatmaps.",
     )
 with chart:
     st.plotly_chart(
-        render.probability_figure(card.classes, probs, highlight=classes),
+        probability_figure(card.classes, probs, highlight=classes),
         config={"displayModeBar": False},
         key="probs",
     )
@@ -80,15 +85,9 @@ for message in errors.values():
     st.error(message)
 
 
-def recommended_threshold(card: ModelCard) -> float:
-    """The model card's auto-configured map → boxes threshold (0.5 without one)."""
-    value = (card.recommended or {}).get("threshold")
-    return value if value in THRESHOLDS else 0.5
-
-
 @st.fragment
 def panels(
-    item: session.ImageItem,
+    item: ImageItem,
     maps: dict[tuple[str, int], CamResult],
     probs: np.ndarray,
     class_idx: list[int],
@@ -99,7 +98,7 @@ def panels(
     recomputed: the maps are passed in).
     """
     c1, c2, c3, c4 = st.columns(4)
-    pref, keep = _shared.pref, _shared.remember
+    pref, keep = _state.pref, _state.remember
     alpha = c1.slider(
         "Heatmap opacity",
         0.0,
@@ -114,7 +113,7 @@ def panels(
     colormap = c2.selectbox(
         "Colormap",
         maps_,
-        _shared.index_of(maps_, pref("colormap", "jet")),
+        _state.index_of(maps_, pref("colormap", "jet")),
         key="colormap",
         on_change=keep,
         args=("colormap", "colormap"),
@@ -122,7 +121,7 @@ def panels(
     threshold = c3.selectbox(
         "Map → boxes threshold",
         THRESHOLDS,
-        _shared.index_of(THRESHOLDS, pref("box_threshold", recommended_threshold(card))),
+        _state.index_of(THRESHOLDS, pref("box_threshold", recommended_threshold(card, THRESHOLDS))),
         key="box_threshold",
         on_change=keep,
         args=("box_threshold", "box_threshold"),
@@ -158,11 +157,11 @@ def panels(
                         )
 
 
-def _gt_panel(item: session.ImageItem, row: int) -> None:
+def _gt_panel(item: ImageItem, row: int) -> None:
     n = len(item.boxes)
     title = f"Ground truth · {n} box(es)" if item.has_annotation else "Image (no annotation)"
     st.plotly_chart(
-        render.image_figure(item.image, item.boxes, title=title),
+        image_figure(item.image, item.boxes, title=title),
         config={"displayModeBar": False},
         key=f"gt_{row}",
     )
@@ -170,7 +169,7 @@ def _gt_panel(item: session.ImageItem, row: int) -> None:
 
 
 def _map_panel(
-    item: session.ImageItem,
+    item: ImageItem,
     result: CamResult,
     p: float,
     gt: tuple,
@@ -179,11 +178,11 @@ def _map_panel(
     threshold: float | str,
     show_gt: bool,
 ) -> None:
-    label = get_method(result.method).label
-    scored = session.panel_scores(result.cam, gt, threshold=threshold)
+    label = method_name(result.method)
+    scored = map_figures(result.cam, gt, threshold=threshold)
     title = f"{label} · {result.class_name} (p = {p:.2f})"
     st.plotly_chart(
-        render.heatmap_figure(
+        heatmap_figure(
             item.image,
             result.cam,
             alpha=alpha,

@@ -6,18 +6,19 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from cam_core import render, session
+from cam_core import catalogue, figures
 from cam_core.data import NEU_CLASSES
 from cam_core.models import ARCHS, CheckpointError, ModelCard
-from cam_core.train import TrainConfig, train
-from pages import _shared
+from cam_core.synth import synthetic_folder
+from cam_core.train import EpochEvent, StepEvent, TrainConfig, TrainEvent, train
+from pages import _sidebar, _state
 
-state = _shared.app_state()
+state = _sidebar.app_state()
 st.title("Models")
 st.caption("What the model is, how it was trained, and how well it classifies, before its maps.")
 
 
-def card_view(card: ModelCard, ref: session.ModelRef) -> None:
+def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
     """Everything the model card says, laid out for reading."""
     synthetic = card.synthetic or ref.synthetic
     st.subheader(card.name)
@@ -41,7 +42,7 @@ def card_view(card: ModelCard, ref: session.ModelRef) -> None:
     c1.metric("Classes", len(card.classes))
     c2.metric("Val accuracy", f"{val['accuracy']:.3f}" if "accuracy" in val else "–")
     c3.metric("Val macro-F1", f"{val['macro_f1']:.3f}" if "macro_f1" in val else "–")
-    c4.metric("Default CAM layer", card.target_layer or session.layer_options(card)[0])
+    c4.metric("Default CAM layer", card.target_layer or catalogue.layer_options(card)[0])
     st.markdown("**Classes (output order):** " + ", ".join(f"`{c}`" for c in card.classes))
     st.markdown(
         f"**Preprocessing:** gray → 3 channels, resize to {card.input_size} px, "
@@ -57,7 +58,7 @@ def card_view(card: ModelCard, ref: session.ModelRef) -> None:
         left.dataframe(pd.DataFrame(val["per_class"]).T, width="stretch")
     if "confusion" in val:
         right.plotly_chart(
-            render.confusion_figure(card.classes, val["confusion"]),
+            figures.confusion_figure(card.classes, val["confusion"]),
             config={"displayModeBar": False},
             key="confusion",
         )
@@ -87,11 +88,11 @@ elif state.model_error:
 
 st.divider()
 st.subheader("Bundled models")
-bundled = session.bundled_models(_shared.MODELS_DIR)
+bundled = catalogue.bundled_models(_state.MODELS_DIR)
 if bundled:
     st.dataframe(
         [
-            {"model": r.label, "checkpoint": str(Path(r.path).relative_to(_shared.ROOT))}
+            {"model": r.label, "checkpoint": str(Path(r.path).relative_to(_state.ROOT))}
             for r in bundled
         ],
         hide_index=True,
@@ -99,10 +100,10 @@ if bundled:
     )
     st.caption("Switch models in the sidebar.")
 else:
-    st.caption(f"No bundled model in {_shared.MODELS_DIR}.")
+    st.caption(f"No bundled model in {_state.MODELS_DIR}.")
 
 
-def _register(ref: session.ModelRef) -> None:
+def _register(ref: catalogue.ModelRef) -> None:
     uploaded = [r for r in st.session_state.get("uploaded_models", []) if r.label != ref.label]
     st.session_state["uploaded_models"] = [*uploaded, ref]
     st.session_state["pending_model_choice"] = ref.label
@@ -137,17 +138,17 @@ if submitted:
         st.error("Choose a checkpoint file first.")
     else:
         try:
-            ref = session.uploaded_model(
+            ref = catalogue.uploaded_model(
                 (ckpt.name, ckpt.getvalue()),
                 card_json=(card_file.name, card_file.getvalue()) if card_file else None,
                 arch=None if arch.startswith("(") else arch,
                 classes=classes_text.split(","),
                 multilabel=multilabel,
             )
-            _shared.load_explainer(ref)
+            _state.load_explainer(ref)
         except (CheckpointError, ValueError, KeyError) as exc:
             text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
-            st.error(session.name_in_message(text), icon=":material/block:")
+            st.error(catalogue.name_in_message(text), icon=":material/block:")
         else:
             _register(ref)
             # st.rerun() discards this run's elements: the message is shown by the next run.
@@ -161,7 +162,7 @@ st.caption(
     "A short from-scratch run with live progress. Tiny defaults finish in about a minute "
     "on a CPU; use the command line for real training."
 )
-default_data = str(state.data_root) if state.data_root else str(session.synthetic_folder(3, 7))
+default_data = str(state.data_root) if state.data_root else str(synthetic_folder(3, 7))
 with st.form("train"):
     c1, c2, c3 = st.columns(3)
     data_dir = c1.text_input("Data folder", default_data)
@@ -184,7 +185,7 @@ with st.form("train"):
     start = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
 
 if start:
-    out = _shared.RUNS_DIR / session.safe_name(name)
+    out = _state.RUNS_DIR / catalogue.safe_name(name)
     cfg = TrainConfig(
         data=data_dir,
         out=str(out),
@@ -203,20 +204,13 @@ if start:
     chart = st.empty()
     losses: list[float] = []
 
-    def _progress(event: dict) -> None:
-        if event["kind"] == "step":
-            losses.append(float(event["loss"]))
-            bar.progress(
-                int(event["step"]) / max(int(event["total"]), 1),
-                text=f"epoch {event['epoch']} · step {event['step']}/{event['total']} · "
-                f"loss {event['loss']:.3f}",
-            )
+    def _progress(event: TrainEvent) -> None:
+        if isinstance(event, StepEvent):
+            losses.append(event.loss)
+            bar.progress(event.fraction, text=event.describe())
             chart.line_chart(pd.DataFrame({"training loss": losses}), height=200)
-        elif event["kind"] == "epoch":
-            st.caption(
-                f"epoch {event['epoch']}: val accuracy {event['val_accuracy']}, "
-                f"macro-F1 {event['val_macro_f1']}"
-            )
+        elif isinstance(event, EpochEvent):
+            st.caption(event.describe())
 
     try:
         path = train(cfg, _progress)
@@ -224,6 +218,6 @@ if start:
         st.error(f"Training failed: {exc}")
     else:
         bar.progress(1.0, text="done")
-        _register(session.ModelRef(f"{name} (trained)", str(path)))
+        _register(catalogue.ModelRef(f"{name} (trained)", str(path)))
         st.success(f"Saved {path}; it is now selected in the sidebar.")
         st.button("Show its card", on_click=lambda: None)

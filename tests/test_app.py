@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from cam_core import synth
+from cam_core.vocabulary import BASELINE_IDS, method_name
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -171,8 +172,9 @@ def test_evaluate_runs_on_the_synthetic_split_with_baselines(app):
     next(b for b in at.button if b.label == "Run evaluation").click()
     _ok(at.run())
     table = at.dataframe[0].value
-    assert list(table.columns[-3:]) == ["baseline:centre", "baseline:gaussian", "baseline:uniform"]
-    assert "gradcam" in table.columns and "all" in table.index
+    baselines = [method_name(b) for b in BASELINE_IDS]
+    assert list(table.columns[-3:]) == baselines  # shown by name, baselines on the right
+    assert "Grad-CAM" in table.columns and "all" in table.index
     assert len(at.get("plotly_chart")) == 1
     assert any("Worst cases" in h.value for h in at.subheader)
     # select the worst case and open it on Explore
@@ -232,10 +234,8 @@ def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
 
 
 def test_models_page_trains_a_tiny_model_with_progress(app, tmp_path, monkeypatch):
-    from cam_core import session
-
-    data = session.synthetic_folder(2, 1, root=tmp_path)
-    monkeypatch.setattr("pages._shared.RUNS_DIR", tmp_path / "runs")
+    data = synth.synthetic_folder(2, 1, root=tmp_path)
+    monkeypatch.setattr("pages._state.RUNS_DIR", tmp_path / "runs")
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
     next(t for t in at.text_input if t.label == "Data folder").set_value(str(data))
@@ -292,7 +292,12 @@ def test_every_evaluation_metric_shows_worst_cases_and_keeps_the_downloads(app):
     control = at.get("button_group")[0]
     summary = next(d.value for d in at.dataframe if "n_rows" in d.value.columns)
     # the control shows display names; its raw values are the summary's metric columns
-    by_label = {control.format_func(c): c for c in summary.columns}
+    by_label = {}
+    for column in summary.columns:
+        try:
+            by_label[control.format_func(column)] = column
+        except KeyError:  # not a metric (method, class, n …)
+            continue
     assert {"MaxBoxAccV2", "PxAP"} <= set(control.options), control.options
     assert set(control.options) <= set(by_label), (control.options, list(summary.columns))
     for label in control.options:
@@ -303,3 +308,38 @@ def test_every_evaluation_metric_shows_worst_cases_and_keeps_the_downloads(app):
         assert _download_labels(at) == ["Summary CSV", "Rows CSV", "HTML report"], label
         worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
         assert len(worst) > 0, label
+
+
+def test_the_legacy_pages_route_is_left_once_and_rerun(monkeypatch):
+    """A fresh server's first run takes Streamlit's legacy pages/ route (its file menu would list
+    _state.py and friends): app.py leaves it, shows the real menu and reruns; later runs are
+    untouched."""
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+
+    from pages import _legacy
+
+    calls = []
+    monkeypatch.setattr(st, "set_option", lambda key, value: calls.append((key, value)))
+    monkeypatch.setattr(st, "rerun", lambda: calls.append("rerun"))
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", True)
+    _legacy.leave_legacy_mode()
+    assert PagesManager.uses_pages_directory is False
+    assert calls == [("client.showSidebarNavigation", True), "rerun"]
+    calls.clear()
+    _legacy.leave_legacy_mode()
+    assert calls == []
+
+
+def test_helper_modules_in_pages_are_not_pages(app):
+    """The menu holds the four pages; no helper module of pages/ (``_state.py`` …) is a page."""
+    import re
+
+    at = _ok(app.run())
+    with pytest.raises(ValueError, match="Could not find a navigation page") as info:
+        at.switch_page("pages/_state.py")
+    known = re.search(r"Known pages: \[(.*)\]", str(info.value)).group(1)
+    registered = {Path(p.strip(" '")).name for p in known.split(",")}
+    helpers = {p.name for p in (ROOT / "pages").glob("_*.py")}
+    assert {"_state.py", "_sidebar.py", "_picker.py", "_legacy.py"} <= helpers
+    assert registered == {"explore.py", "compare.py", "evaluate.py", "models.py"}

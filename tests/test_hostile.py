@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cam_core import session
+from cam_core import uploads
 from cam_core.data import MAX_OBJECTS, Annotation, DataError, parse_voc, read_image
 from cam_core.metrics import localization_scores
 
@@ -173,7 +173,7 @@ upload_data = st.one_of(
 @FUZZ
 @given(st.lists(st.tuples(upload_names, upload_data), max_size=6))
 def test_any_upload_batch_is_reported_never_raised(files):
-    report = session.read_uploads(files)
+    report = uploads.read_uploads(files)
     names = [n for n, _ in files]
     for message in report.errors:
         assert any(message.startswith(f"{n}: ") for n in names), message
@@ -206,7 +206,7 @@ def test_thousands_of_objects_parse_upload_and_score():
     ann = parse_voc(doc, name="many.xml")
     assert len(ann.boxes) == n and ann.warnings == ()
     image = np.zeros((200, 200), np.uint8)
-    report = session.read_uploads(
+    report = uploads.read_uploads(
         [("many.png", encode(Image.fromarray(image), "PNG")), ("many.xml", doc)]
     )
     (item,) = report.items
@@ -266,7 +266,7 @@ def test_multi_frame_tiff_gives_its_first_frame():
 def test_upload_xml_naming_another_image_is_paired_by_stem_with_a_note():
     image = encode(Image.new("L", (200, 200), 7), "PNG")
     doc = voc(obj(), filename="some_other_picture.jpg")
-    report = session.read_uploads([("scratches_9.png", image), ("scratches_9.xml", doc)])
+    report = uploads.read_uploads([("scratches_9.png", image), ("scratches_9.xml", doc)])
     (item,) = report.items
     assert report.errors == ()
     assert [(b.x0, b.y0, b.x1, b.y1) for b in item.boxes] == [(9, 9, 50, 60)]

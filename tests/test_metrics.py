@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cam_core import data as cdata
+from cam_core import metrics as M
 from cam_core.data import Box, rescale_boxes
 from cam_core.metrics import (
     CLASSIC_POINTING_TOLERANCE,
@@ -526,3 +527,19 @@ def test_cam_to_boxes_stay_inside_the_image(cam: np.ndarray, threshold: float | 
     for x0, y0, x1, y1, s in cam_to_boxes(cam, threshold):  # type: ignore[arg-type]
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
         assert 0.0 <= s <= cam.max()
+
+
+def test_map_figures_boxes_and_labels():
+    cam = np.zeros((20, 20), np.float32)
+    cam[5:10, 5:10] = 1.0
+    gt = [Box("crazing", 5, 5, 10, 10)]
+    fig = M.map_figures(cam, gt, threshold=0.5)
+    assert fig.cam_boxes == ((5.0, 5.0, 10.0, 10.0, 1.0),)
+    assert fig.labels() == ["IoU 1.00"]
+    assert fig.scores["pointing"] is True and fig.scores["box_iou"] == 1.0
+    bare = M.map_figures(cam, [], threshold="otsu")
+    assert bare.labels() == ["map 1.00"] and bare.scores["pointing"] is None
+    off = [Box("crazing", 10, 5, 15, 10)]  # beside the hot square: no overlap
+    assert M.map_figures(cam, off, threshold="otsu").scores["box_iou"] == 0.0
+    with pytest.raises(ValueError, match="tolerance must be a finite number"):
+        M.map_figures(cam, gt, tolerance=-1)

@@ -234,3 +234,12 @@ def test_load_dataset_reads_the_folder(tmp_path):
         for got, want in zip(sample.boxes, boxes, strict=True):
             assert got.cls == want.cls
             assert (got.x0, got.y0, got.x1, got.y1) == (want.x0, want.y0, want.x1, want.y1)
+
+
+def test_synthetic_folder_is_written_once(tmp_path):
+    out = synth.synthetic_folder(1, 5, root=tmp_path)
+    assert (out / ".complete").exists() and len(list((out / "IMAGES").iterdir())) == 6
+    mtime = (out / ".complete").stat().st_mtime_ns
+    assert synth.synthetic_folder(1, 5, root=tmp_path) == out
+    assert (out / ".complete").stat().st_mtime_ns == mtime
+    assert [s.stem for s in synth.synthetic_samples(1, 5)][:1] == ["crazing_synth_0000"]

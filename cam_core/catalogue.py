@@ -1,0 +1,199 @@
+"""The model catalogue: bundled models, uploaded checkpoints (stored for loading), the CAM
+layers to offer for a card and what its auto-configured recommendation says.
+
+Plain Python over cam_core types (no Streamlit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cam_core.models import ModelCard, get_arch
+from cam_core.uploads import content_digest
+from cam_core.vocabulary import baseline_id
+
+__all__ = [
+    "UPLOAD_DIR",
+    "ModelRef",
+    "bundled_models",
+    "layer_options",
+    "name_in_message",
+    "recommended_caption",
+    "recommended_threshold",
+    "safe_name",
+    "save_upload",
+    "uploaded_model",
+]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model comes from: a checkpoint ``path`` plus overrides for one without a card."""
+
+    label: str
+    path: str
+    arch: str | None = None
+    classes: tuple[str, ...] | None = None
+    multilabel: bool | None = None
+    synthetic: bool = False
+
+    @property
+    def model_id(self) -> str:
+        """Cache key: path, overrides and the file's modification time."""
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except OSError:
+            mtime = 0
+        return f"{self.path}|{self.arch}|{self.classes}|{self.multilabel}|{mtime}"
+
+
+_CHECKPOINT_NAMES = ("model.pt", "model.safetensors", "model.pth")
+
+
+def bundled_models(models_dir: str | Path) -> list[ModelRef]:
+    """Models shipped in ``models_dir/<name>/`` (a checkpoint with its ``model.json`` card).
+
+    Order (the first real-data one is the app's default): real data before synthetic,
+    single-label before multi-label, then the better recommended map on the calibration split
+    (the card's auto-configuration score: a model is chosen for where it looks as well as for
+    what it says), then the higher validation accuracy, then the name.
+    """
+    refs = []
+    base = Path(models_dir)
+    if not base.is_dir():
+        return []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        ckpt = next((folder / n for n in _CHECKPOINT_NAMES if (folder / n).is_file()), None)
+        card_file = folder / "model.json"
+        if ckpt is None or not card_file.is_file():
+            continue
+        try:
+            card = json.loads(card_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            card = {}
+        synthetic = bool(card.get("synthetic")) or "synth" in folder.name
+        label = folder.name + (" (synthetic demo)" if synthetic else "")
+        try:
+            accuracy = float(card["metrics"]["val"]["accuracy"])
+        except (KeyError, TypeError, ValueError):
+            accuracy = 0.0
+        try:
+            localization = float(card["recommended"]["score"])
+        except (KeyError, TypeError, ValueError):
+            localization = 0.0
+        rank = (synthetic, bool(card.get("multilabel")), -localization, -accuracy, label)
+        refs.append((rank, ModelRef(label, str(ckpt), synthetic=synthetic)))
+    return [ref for _, ref in sorted(refs, key=lambda pair: pair[0])]
+
+
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "cam-core-uploads"
+"""Where uploaded checkpoints are stored for loading (one sub-folder per content hash)."""
+
+
+def safe_name(name: str) -> str:
+    """``name`` reduced to letters, digits, ``._-`` (a file or folder name that is safe to use)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".") or "upload"
+
+
+def save_upload(name: str, data: bytes, folder: str | Path | None = None) -> Path:
+    """Write uploaded bytes to ``folder/<content hash>/<name>`` (default :data:`UPLOAD_DIR`).
+
+    The original file name is kept so error messages name it.
+    """
+    base = Path(folder) if folder is not None else UPLOAD_DIR
+    out = base / content_digest(data) / safe_name(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists() or out.stat().st_size != len(data):
+        out.write_bytes(data)
+    return out
+
+
+def uploaded_model(
+    checkpoint: tuple[str, bytes],
+    *,
+    card_json: tuple[str, bytes] | None = None,
+    arch: str | None = None,
+    classes: Sequence[str] | None = None,
+    multilabel: bool = False,
+    folder: str | Path | None = None,
+) -> ModelRef:
+    """Store an uploaded checkpoint (and its card as ``<stem>.json`` beside it) for
+    :func:`cam_core.models.load_model`. Without a card, ``classes`` are required.
+
+    Raises ValueError naming the file for an unreadable card or missing class names.
+    """
+    name, data = checkpoint
+    path = save_upload(name, data, folder)
+    card_path = path.with_suffix(".json")
+    if card_json is not None:
+        card_name, card_bytes = card_json
+        try:
+            ModelCard.from_json(card_bytes)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{card_name}: not a model card: {exc}") from None
+        card_path.write_bytes(card_bytes)
+        return ModelRef(f"{name} (uploaded)", str(path))
+    card_path.unlink(missing_ok=True)
+    names = tuple(c.strip() for c in (classes or ()) if c.strip())
+    if not names:
+        raise ValueError(f"{name}: no model card given, so class names are needed (output order)")
+    return ModelRef(
+        f"{name} (uploaded)", str(path), arch=arch, classes=names, multilabel=multilabel
+    )
+
+
+def name_in_message(message: str, folder: str | Path | None = None) -> str:
+    """``message`` with the storage folder of :func:`save_upload` removed from file paths, so
+    it names the file as the user uploaded it.
+    """
+    base = re.escape(str(Path(folder) if folder is not None else UPLOAD_DIR))
+    return re.sub(base + r"/[0-9a-f]{16}/", "", message)
+
+
+def layer_options(card: ModelCard) -> list[str]:
+    """CAM layers to offer for a model: the recommended one (auto-configuration) first, then
+    the card's own, then its architecture's.
+    """
+    options = [str(card.recommended["layer"])] if card.recommended else []
+    options += [card.target_layer] if card.target_layer else []
+    with contextlib.suppress(KeyError):
+        options += list(get_arch(card.arch).target_layers)
+    return list(dict.fromkeys(options)) or ["layer4"]
+
+
+def recommended_caption(card: ModelCard) -> str | None:
+    """One line on the card's auto-configured method × layer and its calibration figures."""
+    rec = card.recommended
+    if not rec:
+        return None
+    fig = rec.get("figures", {})
+    base = rec.get("baselines", {}).get(baseline_id("centre"), {})
+    cal = rec.get("calibration", {})
+    parts = [
+        f"pointing {fig['pointing']:.2f}" if "pointing" in fig else "",
+        f"energy {fig['energy']:.2f}" if "energy" in fig else "",
+        f"centre-point baseline {base['pointing']:.2f}" if "pointing" in base else "",
+    ]
+    figures = " · ".join(p for p in parts if p)
+    flips = " with flip averaging" if rec.get("flips") else ""
+    return (
+        f"Recommended: {rec.get('method')} @ {rec.get('layer')}{flips}, map→box threshold "
+        f"{rec.get('threshold')}; {figures} on {cal.get('split', '?')} (n={cal.get('n', '?')})"
+    )
+
+
+def recommended_threshold(
+    card: ModelCard, choices: Sequence[float | str], fallback: float = 0.5
+) -> float | str:
+    """The card's auto-configured map → boxes threshold when it is one of ``choices``, else
+    ``fallback`` (a card without a recommendation, or a threshold the page does not offer).
+    """
+    value = (card.recommended or {}).get("threshold")
+    return value if value in choices else fallback

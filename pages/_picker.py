@@ -1,0 +1,263 @@
+"""The image picker of the image pages (Explore, Compare): the source choice (uploads, dataset,
+synthetic demo, an image opened from Evaluate), the uploads UI, and the dataset gallery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from cam_core import data
+from cam_core.explain import Explainer
+from cam_core.mapcache import MapCache, cache_in, class_scores, compute_maps, default_classes
+from cam_core.uploads import SYNTHETIC_SOURCE, ImageItem, UploadReport, read_uploads
+from pages._sidebar import app_state
+from pages._state import (
+    AppState,
+    demo_samples,
+    index_of,
+    item_for,
+    pref,
+    remember,
+    require_explainer,
+    set_pref,
+    thumbnail_png,
+)
+
+SOURCE_UPLOAD, SOURCE_DATASET, SOURCE_DEMO, SOURCE_PICKED = (
+    "Upload",
+    "Dataset",
+    "Synthetic demo",
+    "Picked in Evaluate",
+)
+
+
+def _on_upload(page: str) -> None:
+    files = st.session_state.get(f"{page}_uploads") or []
+    report = read_uploads((f.name, f.getvalue()) for f in files)
+    st.session_state["upload_report"] = report
+    if report.items:
+        set_pref("img_source", SOURCE_UPLOAD)
+        set_pref("upload_choice", report.items[0].name)
+        st.session_state.pop(f"{page}_upload_choice", None)
+
+
+def upload_report() -> UploadReport | None:
+    """The last batch of uploads read on the Explore page."""
+    report = st.session_state.get("upload_report")
+    return report if isinstance(report, UploadReport) else None
+
+
+def show_upload_problems(report: UploadReport) -> None:
+    """One error per bad file, naming it; warnings folded away."""
+    for message in report.errors:
+        st.error(message, icon=":material/block:")
+    if report.warnings:
+        with st.expander(f"{len(report.warnings)} annotation note(s)"):
+            for w in report.warnings:
+                st.caption(w)
+
+
+def _sources(state: AppState, report: UploadReport | None) -> list[str]:
+    sources = [SOURCE_UPLOAD]
+    if state.dataset is not None:
+        sources.append(SOURCE_DATASET)
+    sources.append(SOURCE_DEMO)
+    if "picked_sample" in st.session_state:
+        sources.append(SOURCE_PICKED)
+    return sources
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    """What an image page (Explore, Compare) starts from: the chosen image and its scores."""
+
+    state: AppState
+    explainer: Explainer
+    item: ImageItem
+    cache: MapCache
+    probs: Any  # (K,) class probabilities
+    default_classes: list[str]  # predicted + GT classes (cam_core.mapcache.default_classes)
+
+    def maps(
+        self, methods: Sequence[str], classes: Sequence[int], progress: Any = None
+    ) -> tuple[dict[tuple[str, int], Any], dict[str, str]]:
+        """:func:`compute_maps` of this image at the sidebar's layer and flip setting."""
+        s = self.state
+        return compute_maps(
+            self.explainer,
+            s.model_id,
+            self.item,
+            methods,
+            classes,
+            s.layer,
+            self.cache,
+            progress,
+            flip_smooth=s.flips,
+        )
+
+
+def open_image_page(title: str, caption: str, page: str, *, allow_upload: bool) -> ImagePage:
+    """Title, model check and image picker shared by the image pages; stops the page when there
+    is no model or no image yet."""
+    state = app_state()
+    st.title(title)
+    st.caption(caption)
+    explainer = require_explainer(state)
+    item = image_picker(state, page, allow_upload=allow_upload)
+    if item is None:
+        st.stop()
+    cache = cache_in(st.session_state)
+    probs = class_scores(explainer, state.model_id, item, cache)
+    default = default_classes(explainer, item, probs)
+    return ImagePage(state, explainer, item, cache, probs, default)
+
+
+def image_picker(state: AppState, page: str, *, allow_upload: bool) -> ImageItem | None:
+    """Source choice (uploads, dataset, synthetic demo) and one image from it.
+
+    ``page`` prefixes the widget keys; the choices themselves are shared between pages.
+    """
+    report = upload_report()
+    sources = _sources(state, report)
+    fallback = SOURCE_DATASET if state.dataset else SOURCE_DEMO
+    wanted = pref("img_source", fallback)
+    source = st.segmented_control(
+        "Image source",
+        sources,
+        default=wanted if wanted in sources else fallback,
+        key=f"{page}_img_source",
+        on_change=remember,
+        args=(f"{page}_img_source", "img_source"),
+        label_visibility="collapsed",
+    )
+    source = source or fallback
+    if source == SOURCE_UPLOAD:
+        return _upload_picker(report, page, allow_upload)
+    if source == SOURCE_PICKED:
+        sample, where = st.session_state["picked_sample"]
+        st.caption(f"Opened from the Evaluate page ({where}).")
+        try:
+            return item_for(sample, "dataset")
+        except data.DataError as exc:
+            st.error(str(exc))
+            return None
+    if source == SOURCE_DATASET and state.dataset is not None:
+        label = f"{state.data_root} · split {state.split}"
+        return _gallery(state.samples, "dataset", label, page)
+    st.caption(
+        "**Synthetic demo**: images drawn by `cam_core.synth` with known defect boxes; "
+        "not real steel."
+    )
+    return _gallery(demo_samples(), SYNTHETIC_SOURCE, "synthetic demo", page)
+
+
+def _upload_picker(report: UploadReport | None, page: str, allow_upload: bool) -> ImageItem | None:
+    if allow_upload:
+        st.file_uploader(
+            "Images (JPG/PNG/BMP/TIFF) and, optionally, their VOC XML files (paired by file name)",
+            type=[s.lstrip(".") for s in data.IMAGE_SUFFIXES] + ["xml"],
+            accept_multiple_files=True,
+            key=f"{page}_uploads",
+            on_change=_on_upload,
+            args=(page,),
+        )
+    if report is None:
+        st.info(
+            "Drop one or more images (and their XML annotations) above."
+            if allow_upload
+            else "No uploads yet: add images on the Explore page."
+        )
+        return None
+    show_upload_problems(report)
+    if not report.items:
+        return None
+    names = [i.name for i in report.items]
+    key = f"{page}_upload_choice"
+    choice = st.selectbox(
+        "Uploaded image",
+        names,
+        index=index_of(names, pref("upload_choice", names[0])),
+        key=key,
+        on_change=remember,
+        args=(key, "upload_choice"),
+    )
+    return report.items[names.index(choice)]
+
+
+def _gallery(
+    samples: tuple[data.Sample, ...], source: str, where: str, page: str
+) -> ImageItem | None:
+    if not samples:
+        st.warning(f"No images in {where}.")
+        return None
+    classes = sorted(
+        {s.label for s in samples if s.label} | {b.cls for s in samples for b in s.boxes}
+    )
+    left, right = st.columns([1, 2])
+    key = f"{page}_gallery_classes"
+    chosen = left.multiselect(
+        "Filter by class",
+        classes,
+        default=[c for c in pref("gallery_classes", []) if c in classes],
+        key=key,
+        on_change=remember,
+        args=(key, "gallery_classes"),
+        placeholder="all classes",
+    )
+    shown = [s for s in samples if not chosen or set(chosen) & ({s.label} | set(s.labels))]
+    if not shown:
+        st.warning("No image has the chosen classes.")
+        return None
+    stems = [s.stem for s in shown]
+    key = f"{page}_image_stem"
+    stem = right.selectbox(
+        f"Image ({len(shown)} in {where})",
+        stems,
+        index=index_of(stems, pref("image_stem", stems[0])),
+        key=key,
+        on_change=remember,
+        args=(key, "image_stem"),
+    )
+    with st.expander("Gallery", expanded=False):
+        _thumbnails(shown, key)
+    sample = shown[stems.index(stem)]
+    try:
+        return item_for(sample, source)
+    except data.DataError as exc:
+        st.error(str(exc))
+        return None
+
+
+def _open(stem: str, widget_key: str) -> None:
+    set_pref("image_stem", stem)
+    st.session_state[widget_key] = stem
+
+
+def _thumbnails(
+    shown: list[data.Sample], stem_key: str, per_page: int = 18, per_row: int = 6
+) -> None:
+    pages = max(1, -(-len(shown) // per_page))
+    page = 1
+    if pages > 1:
+        page = int(st.number_input("Gallery page", 1, pages, 1, key=f"{stem_key}_page"))
+    chunk = shown[(page - 1) * per_page : page * per_page]
+    for row in range(0, len(chunk), per_row):
+        cols = st.columns(per_row)
+        for col, sample in zip(cols, chunk[row : row + per_row], strict=False):
+            with col:
+                try:
+                    st.image(thumbnail_png(str(sample.path), sample), width="stretch")
+                except data.DataError as exc:
+                    st.caption(f":material/warning: {exc}")
+                st.button(
+                    sample.stem,
+                    key=f"{stem_key}_open_{sample.stem}",
+                    on_click=_open,
+                    args=(sample.stem, stem_key),
+                    width="stretch",
+                    type="tertiary",
+                )

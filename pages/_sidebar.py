@@ -1,0 +1,145 @@
+"""The shared sidebar: model, data, CAM methods, layer and flip averaging, drawn once per run by
+app.py; every page reads what it decided from :func:`app_state`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from cam_core import data
+from cam_core.catalogue import ModelRef, bundled_models, layer_options, recommended_caption
+from cam_core.methods import METHODS
+from cam_core.models import CheckpointError
+from cam_core.vocabulary import method_name
+from pages._state import (
+    DEFAULT_METHODS,
+    MODELS_DIR,
+    SPLITS,
+    AppState,
+    load_dataset,
+    load_explainer,
+    short_key,
+)
+
+
+def _method_label(method: str) -> str:
+    return method_name(method, mark_slow=True)
+
+
+def _default_model(refs: list[ModelRef], have_data: bool) -> int:
+    for i, ref in enumerate(refs):
+        if ref.synthetic != have_data:
+            return i
+    return 0
+
+
+def sidebar() -> AppState:
+    """Draw the shared sidebar (model, data, methods, layer) and return what it says."""
+    refs = bundled_models(MODELS_DIR) + list(st.session_state.get("uploaded_models", []))
+    state = AppState(models=refs)
+    sb = st.sidebar
+    sb.markdown("### Model")
+    if "dataset_dir_default" not in st.session_state:
+        found = data.find_neu_det()
+        # Shown relative to the working folder when it is near (e.g. ../shared/NEU-DET).
+        shown = (
+            os.path.relpath(found)
+            if found and not os.path.relpath(found).startswith("../../")
+            else found
+        )
+        st.session_state["dataset_dir_default"] = str(shown) if found else ""
+    dataset_default = st.session_state["dataset_dir_default"]
+    have_data = bool(st.session_state.get("dataset_dir", dataset_default).strip())
+    if refs:
+        labels = [r.label for r in refs]
+        pending = st.session_state.pop("pending_model_choice", None)
+        if pending in labels:
+            st.session_state["model_choice"] = pending
+        if st.session_state.get("model_choice") not in labels:
+            st.session_state["model_choice"] = labels[_default_model(refs, have_data)]
+        choice = sb.selectbox("Model", labels, key="model_choice", label_visibility="collapsed")
+        state.model_ref = refs[labels.index(choice)]
+        try:
+            state.explainer = load_explainer(state.model_ref)
+        except (CheckpointError, ValueError, KeyError, OSError) as exc:
+            state.model_error = str(exc.args[0] if isinstance(exc, KeyError) else exc)
+            sb.error(f"{state.model_ref.label}: {state.model_error}")
+    else:
+        state.model_error = f"no model found in {MODELS_DIR}; add one on the Models page"
+        sb.warning(state.model_error)
+    if state.card is not None:
+        card = state.card
+        kind = "multi-label" if card.multilabel else "single-label"
+        synthetic = " · **synthetic**" if card.synthetic or state.model_ref.synthetic else ""
+        sb.caption(
+            f"`{card.arch}` · {len(card.classes)} classes · {kind} · "
+            f"{card.input_size} px{synthetic}"
+        )
+
+    sb.markdown("### Data")
+    sb.text_input(
+        "Dataset folder",
+        value=dataset_default,
+        key="dataset_dir",
+        help="NEU-DET root (IMAGES/ + ANNOTATIONS/, or the Kaggle layout) or a VOC folder. "
+        "Empty: the synthetic demo images.",
+        placeholder="empty: synthetic demo",
+    )
+    state.split = sb.selectbox(
+        "Split", SPLITS, key="split", help="Deterministic 70/15/15 split by file-name hash."
+    )
+    root = (st.session_state.get("dataset_dir") or "").strip()
+    if root:
+        state.data_root = Path(root).expanduser()
+        try:
+            state.dataset = load_dataset(state.data_root, state.split)
+            ds = state.dataset
+            bad = f" · {len(ds.errors)} files skipped" if ds.errors else ""
+            sb.caption(f"{len(ds)} images ({ds.layout} layout){bad}")
+        except (data.DataError, OSError) as exc:
+            state.data_error = str(exc)
+            sb.error(state.data_error)
+    else:
+        sb.caption("No dataset: the **synthetic demo** images are used.")
+
+    sb.markdown("### Methods")
+    rec = state.card.recommended if state.card is not None else None
+    first = [rec["method"]] if rec and rec.get("method") in METHODS else []
+    state.methods = sb.multiselect(
+        "CAM methods",
+        list(METHODS),
+        # A widget default, not a pre-set session_state value: the latter is dropped by
+        # Streamlit on the session's first rerun (tests/e2e/test_load.py).
+        default=[*dict.fromkeys([*DEFAULT_METHODS, *first])],
+        key="methods",
+        format_func=_method_label,
+        help="Shown side by side on Explore; swept on Evaluate.",
+    )
+    if state.card is not None:
+        layers = layer_options(state.card)
+        if st.session_state.get("layer") not in layers:
+            st.session_state["layer"] = layers[0]
+        state.layer = sb.selectbox("Target layer", layers, key="layer")
+        state.flips = sb.toggle(
+            "Flip averaging",
+            # one key per model, so each model starts from its own recommendation
+            value=bool((rec or {}).get("flips")),
+            key=f"flips_{short_key(state.model_id)}",
+            help="Average each map over the four flips of the image (4× the work). A map's "
+            "habit of peaking in the same place whatever the image averages out; evidence on "
+            "the defect moves with it and stays.",
+        )
+        note = recommended_caption(state.card)
+        if note:
+            sb.caption(note)
+    st.session_state["app_state"] = state
+    return state
+
+
+def app_state() -> AppState:
+    """The state the sidebar set for this run."""
+    state = st.session_state.get("app_state")
+    return state if isinstance(state, AppState) else sidebar()

@@ -1,0 +1,95 @@
+"""cam_core.catalogue: bundled and uploaded models, layer options, the recommendation."""
+
+from pathlib import Path
+
+import pytest
+
+from cam_core import catalogue
+from cam_core.models import ModelCard
+
+
+def test_bundled_models_order_puts_the_best_real_single_label_model_first(tmp_path):
+    import json
+
+    cards = {
+        "omega-localizes": {
+            "synthetic": False,
+            "metrics": {"val": {"accuracy": 0.98}},
+            "recommended": {"method": "layercam", "score": 0.67},
+        },
+        "zeta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.99}}},
+        "beta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.97}}},
+        "alpha-multi": {"multilabel": True, "metrics": {"val": {"accuracy": 0.999}}},
+        "alpha-synthetic": {"synthetic": True, "metrics": {"val": {"accuracy": 1.0}}},
+        "no-card": None,
+    }
+    for name, card in cards.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.pt").write_bytes(b"x")
+        if card is not None:
+            (folder / "model.json").write_text(json.dumps(card))
+    refs = catalogue.bundled_models(tmp_path)
+    assert [r.label for r in refs] == [
+        "omega-localizes",  # a better recommended map outranks a little more accuracy
+        "zeta-real",
+        "beta-real",
+        "alpha-multi",
+        "alpha-synthetic (synthetic demo)",
+    ]
+    assert catalogue.bundled_models(tmp_path / "absent") == []
+
+
+def test_uploaded_model_needs_a_card_or_class_names(tmp_path):
+    with pytest.raises(ValueError, match=r"w\.pt: no model card given, so class names are needed"):
+        catalogue.uploaded_model(("w.pt", b"abc"), classes=[" ", ""], folder=tmp_path)
+    with pytest.raises(ValueError, match=r"card\.json: not a model card"):
+        catalogue.uploaded_model(("w.pt", b"abc"), card_json=("card.json", b"{}"), folder=tmp_path)
+    ref = catalogue.uploaded_model(("my w.pt", b"abc"), classes=["a", " b"], folder=tmp_path)
+    assert Path(ref.path).name == "my_w.pt" and ref.classes == ("a", "b")
+    message = f"{ref.path}: not a readable PyTorch checkpoint"
+    assert (
+        catalogue.name_in_message(message, tmp_path) == "my_w.pt: not a readable PyTorch checkpoint"
+    )
+
+
+def test_layer_options_put_the_card_layer_first():
+    card = ModelCard("m", "resnet18", ("a", "b"), False, 64, (0, 0, 0), (1, 1, 1), "layer3")
+    assert catalogue.layer_options(card) == ["layer3", "layer4", "layer2"]
+
+
+def test_recommended_configuration_comes_first_and_is_described():
+    import dataclasses
+
+    from cam_core.models import ModelCard
+
+    card = ModelCard(
+        name="m",
+        arch="resnet18",
+        classes=("a", "b"),
+        multilabel=False,
+        input_size=64,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        recommended={
+            "method": "layercam",
+            "layer": "layer3",
+            "threshold": 0.3,
+            "figures": {"pointing": 0.61, "energy": 0.55},
+            "baselines": {"baseline:centre": {"pointing": 0.6}},
+            "calibration": {"split": "val", "n": 228},
+        },
+    )
+    assert catalogue.layer_options(card)[0] == "layer3"
+    assert "layer4" in catalogue.layer_options(card)
+    text = catalogue.recommended_caption(card)
+    assert text.startswith("Recommended: layercam @ layer3")
+    assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
+    assert "flip averaging" not in text
+    flipped = dataclasses.replace(card, recommended={**card.recommended, "flips": True})
+    assert catalogue.recommended_caption(flipped).startswith(
+        "Recommended: layercam @ layer3 with flip averaging"
+    )
+    plain = dataclasses.replace(card, recommended=None)
+    assert catalogue.recommended_caption(plain) is None
+    assert catalogue.layer_options(plain)[0] == "layer4"
