@@ -158,34 +158,34 @@ def name_in_message(message: str, folder: str | Path | None = None) -> str:
 
 
 def layer_options(card: ModelCard) -> list[str]:
-    """CAM layers to offer for a model: the recommended one (auto-configuration) first, then
-    the card's own, then its architecture's.
+    """CAM layers to offer for a model: its default (:attr:`ModelCard.default_layer`: the
+    recommended one, else the card's own, else the architecture's first), then the card's own,
+    then its architecture's. KeyError for an unregistered architecture without a layer.
     """
-    options = [str(card.recommended["layer"])] if card.recommended else []
-    options += [card.target_layer] if card.target_layer else []
+    options = [card.default_layer, *([card.target_layer] if card.target_layer else [])]
     with contextlib.suppress(KeyError):
         options += list(get_arch(card.arch).target_layers)
-    return list(dict.fromkeys(options)) or ["layer4"]
+    return list(dict.fromkeys(options))
 
 
 def recommended_caption(card: ModelCard) -> str | None:
     """One line on the card's auto-configured method × layer and its calibration figures."""
-    rec = card.recommended
-    if not rec:
+    rec = card.recommendation
+    if rec is None:
         return None
-    fig = rec.get("figures", {})
-    base = rec.get("baselines", {}).get(baseline_id("centre"), {})
-    cal = rec.get("calibration", {})
+    fig, base = rec.figures, rec.baselines.get(baseline_id("centre"), {})
     parts = [
-        f"pointing {fig['pointing']:.2f}" if "pointing" in fig else "",
-        f"energy {fig['energy']:.2f}" if "energy" in fig else "",
-        f"centre-point baseline {base['pointing']:.2f}" if "pointing" in base else "",
+        f"pointing {fig['pointing']:.2f}" if fig.get("pointing") is not None else "",
+        f"energy {fig['energy']:.2f}" if fig.get("energy") is not None else "",
+        f"centre-point baseline {base['pointing']:.2f}" if base.get("pointing") is not None else "",
     ]
     figures = " · ".join(p for p in parts if p)
-    flips = " with flip averaging" if rec.get("flips") else ""
+    flips = " with flip averaging" if rec.flips else ""
+    cal = rec.calibration
+    split, n = (cal.split, cal.n) if cal is not None else (None, None)
     return (
-        f"Recommended: {rec.get('method')} @ {rec.get('layer')}{flips}, map→box threshold "
-        f"{rec.get('threshold')}; {figures} on {cal.get('split', '?')} (n={cal.get('n', '?')})"
+        f"Recommended: {rec.method} @ {rec.layer}{flips}, map→box threshold "
+        f"{rec.threshold}; {figures} on {split or '?'} (n={'?' if n is None else n})"
     )
 
 
@@ -195,5 +195,6 @@ def recommended_threshold(
     """The card's auto-configured map → boxes threshold when it is one of ``choices``, else
     ``fallback`` (a card without a recommendation, or a threshold the page does not offer).
     """
-    value = (card.recommended or {}).get("threshold")
+    rec = card.recommendation
+    value = rec.threshold if rec is not None else None
     return value if value in choices else fallback

@@ -106,8 +106,8 @@ def sidebar() -> AppState:
         sb.caption("No dataset: the **synthetic demo** images are used.")
 
     sb.markdown("### Methods")
-    rec = state.card.recommended if state.card is not None else None
-    first = [rec["method"]] if rec and rec.get("method") in METHODS else []
+    rec = state.card.recommendation if state.card is not None else None
+    first = [rec.method] if rec is not None and rec.method in METHODS else []
     state.methods = sb.multiselect(
         "CAM methods",
         list(METHODS),
@@ -126,7 +126,7 @@ def sidebar() -> AppState:
         state.flips = sb.toggle(
             "Flip averaging",
             # one key per model, so each model starts from its own recommendation
-            value=bool((rec or {}).get("flips")),
+            value=rec is not None and rec.flips,
             key=f"flips_{short_key(state.model_id)}",
             help="Average each map over the four flips of the image (4× the work). A map's "
             "habit of peaking in the same place whatever the image averages out; evidence on "
