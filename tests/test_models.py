@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -291,14 +292,50 @@ def test_bundled_cards_parse_into_a_typed_recommendation_and_write_back_unchange
     assert json.loads(card.to_json())["recommended"] == expected
 
 
-def test_default_layer_is_recommended_then_card_then_architecture() -> None:
+def test_default_layer_is_recommended_then_card_then_architecture(make_card) -> None:
     rec = {"method": "gradcam", "layer": "layer2+layer3"}
-    assert _card(target_layer="layer3", recommended=rec).default_layer == "layer2+layer3"
-    assert _card(target_layer="layer3").default_layer == "layer3"
-    assert _card().default_layer == get_arch("resnet18").target_layers[0] == "layer4"
-    assert _card("efficientnet_b0").default_layer == "features.8"
+    assert make_card(target_layer="layer3", recommended=rec).default_layer == "layer2+layer3"
+    assert make_card(target_layer="layer3").default_layer == "layer3"
+    assert make_card().default_layer == get_arch("resnet18").target_layers[0] == "layer4"
+    assert make_card(arch="efficientnet_b0").default_layer == "features.8"
     with pytest.raises(KeyError, match=r"Unknown architecture 'nonet'; valid"):
-        _ = dataclasses.replace(_card(), arch="nonet").default_layer
+        _ = make_card(arch="nonet").default_layer
+
+
+def test_a_loaded_model_defaults_to_its_cards_recommended_layer(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    loaded = load_model(tiny_checkpoint)
+    assert loaded.card.recommendation is None
+    assert loaded.target_layer == loaded.card.default_layer == "layer3"  # local_resnet18's first
+    path = tmp_path / "model.pt"
+    shutil.copyfile(tiny_checkpoint, path)
+    rec = {"method": "gradcam++", "layer": "layer2", "flips": True, "threshold": 0.3}
+    card_path_for(path).write_text(dataclasses.replace(loaded.card, recommended=rec).to_json())
+    again = load_model(path)
+    assert again.card.recommendation == Recommendation(
+        method="gradcam++", layer="layer2", flips=True, threshold=0.3
+    )
+    assert again.target_layer == "layer2"
+    data = json.loads(card_path_for(path).read_text())
+    data["recommended"]["threshold"] = 3
+    card_path_for(path).write_text(json.dumps(data))
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.json: unreadable model card: ModelCard 'tiny-local': "
+        r"recommended\.threshold must be in \[0, 1\], got 3\.0$",
+    ):
+        load_model(path)
+
+
+def test_a_model_card_given_as_the_checkpoint_says_what_to_give(tiny_checkpoint: Path) -> None:
+    card_file = card_path_for(tiny_checkpoint)
+    with pytest.raises(
+        CheckpointError,
+        match=rf"^{re.escape(str(card_file))}: a model card \(JSON\), not a checkpoint: give the "
+        "weights file, with this card beside it under the same name$",
+    ):
+        load_model(card_file)
 
 
 @pytest.mark.parametrize(
