@@ -324,7 +324,7 @@ def test_bundled_multilabel_model_separates_classes_on_held_out_mosaics():
 @needs_neu
 def test_default_model_recommended_map_reproduces_its_card_and_beats_the_baselines_on_val():
     from cam_core import catalogue
-    from cam_core.evaluate import EvalConfig, evaluate
+    from cam_core.evaluation import EvalConfig, evaluate
 
     ref = catalogue.bundled_models(ROOT / "models")[0]
     rec = load_model(ref.path).card.recommended

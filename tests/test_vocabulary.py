@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from cam_core import evaluate, metrics
+from cam_core import evaluation as evaluate
+from cam_core import metrics
 from cam_core import vocabulary as V
 from cam_core.data import Box
 from cam_core.methods import METHODS
