@@ -1,15 +1,21 @@
 """Method registry: a CAM method's name → how the engine computes it.
 
-Three kinds of method, one registry:
+Every method is one :class:`MethodSpec`; its ``compute`` (a function of
+:mod:`cam_core.cams`, given the per-batch context and the spec) makes the maps. Kinds:
 
 - ``gradient``: a formula on the target layer's activations ``A`` and the gradients ``G`` of one
   class logit w.r.t. ``A`` (both ``(T, C, h, w)`` tensors, one row per (image, class) target).
   The engine gets every target's ``G`` from one forward and one batched backward that stops at
-  the target layer; a method is the few lines below. Formulas mirror pytorch-grad-cam 1.5.7
-  exactly (the equality tests hold them to 1e-4).
+  the target layer; a method is the one-line formula below. Formulas mirror pytorch-grad-cam
+  1.5.7 exactly (the equality tests hold them to 1e-4).
 - ``activation``: a formula on ``A`` alone (EigenCAM): no backward at all, not class-specific.
-- ``library``: computed by pytorch-grad-cam's own class (FullGrad, ShapleyCAM, …) inside the
-  engine's guards, or by the engine's batched perturbation loops (ScoreCAM, AblationCAM) and LIME.
+- ``analytic`` (CAM: head weights), ``perturbation`` (Score-CAM, Ablation-CAM): their own
+  function in :mod:`cam_core.cams`.
+- ``library``: an outside library's code inside the engine's guards: pytorch-grad-cam's own
+  class (FullGrad, ShapleyCAM, …), or the ``lime`` package. No shared capture, no ``aug_smooth``.
+
+The first two kinds compute with :func:`cam_core.cams.gradient.formula_map` and ``library``
+with :func:`cam_core.cams.reference.library` unless a spec names its own ``compute``.
 """
 
 from __future__ import annotations
@@ -19,19 +25,32 @@ from dataclasses import dataclass
 
 import torch
 
-Formula = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(A, G) → weighted activations (T, C, h, w); the engine sums them over channels (or projects
-them on their first principal component for ``eigen_smooth`` and the Eigen methods)."""
+from cam_core.cams import gradient, perturbation, reference
+from cam_core.cams.capture import MapOut
+from cam_core.cams.context import Batch, Formula
+from cam_core.cams.gradient import gradcam_plusplus_weights
+
+Compute = Callable[[Batch, "MethodSpec"], MapOut]
+"""(per-batch context, the method's spec) → (T, S, S) maps in [0, 1] and (T,) strengths | None."""
+
+KIND_COMPUTE: dict[str, Compute] = {
+    "gradient": gradient.formula_map,
+    "activation": gradient.formula_map,
+    "library": reference.library,
+}
+"""How each kind is computed when its spec names no ``compute`` of its own."""
+
+KINDS: tuple[str, ...] = ("gradient", "activation", "analytic", "perturbation", "library")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """What the engine needs to know about one method.
 
-    ``kind`` is "gradient", "activation", "analytic" (CAM: head weights, no backward),
-    "perturbation" or "library"; ``formula`` is set for the
-    first two; ``library_class`` names the pytorch-grad-cam class used as the reference (and as
-    the implementation for kind "library"). ``class_specific`` is False for maps that ignore the
+    ``kind`` is one of :data:`KINDS`; ``formula`` is set for "gradient" and "activation";
+    ``compute`` is the function making the maps (None: the kind's in :data:`KIND_COMPUTE`);
+    ``library_class`` names the pytorch-grad-cam class used as the reference (and as the
+    implementation for kind "library"). ``class_specific`` is False for maps that ignore the
     target class. ``slow`` marks methods that run many forward passes per image.
     """
 
@@ -44,38 +63,26 @@ class MethodSpec:
     library_class: str | None = None
     slow: bool = False
     description: str = ""
+    compute: Compute | None = None
 
+    def run(self, ctx: Batch) -> MapOut:
+        """The maps of this method for the batch ``ctx``."""
+        return (self.compute or KIND_COMPUTE[self.kind])(ctx, self)
 
-def _spatial_sum(x: torch.Tensor) -> torch.Tensor:
-    return x.sum(dim=(2, 3), keepdim=True)
+    @property
+    def uses_capture(self) -> bool:
+        """Reads the batch's shared capture (every kind but "library")."""
+        return self.kind != "library"
+
+    @property
+    def augmentable(self) -> bool:
+        """``aug_smooth`` applies (library methods ignore it, as before)."""
+        return self.kind != "library"
 
 
 def _channel_weighted(weights: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """w_c · A_c for (T, C) weights."""
     return weights[:, :, None, None] * a
-
-
-def gradcam_plusplus_weights(
-    a: torch.Tensor, g: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
-) -> torch.Tensor:
-    """Grad-CAM++ channel weights (Chattopadhay et al. 2018) from the gradient moments; (T, C)."""
-    aij = g2 / (2 * g2 + _spatial_sum(a) * g3 + 1e-6)
-    aij = torch.where(g != 0, aij, torch.zeros_like(aij))
-    return (torch.relu(g) * aij).sum(dim=(2, 3))
-
-
-def projection_2d(x: torch.Tensor) -> torch.Tensor:
-    """First principal component of each (C, h, w) item → (T, h, w).
-
-    Delegates to pytorch-grad-cam's ``get_2d_projection`` (numpy SVD on the host): a component's
-    sign is arbitrary, and only the library's own SVD call reproduces the library's choice (a
-    batched torch SVD flips some items). The (h·w, C) matrices are small; this is the one
-    host round trip the Eigen methods make.
-    """
-    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
-
-    proj = get_2d_projection(x.detach().float().cpu().numpy())
-    return torch.from_numpy(proj).to(x.device)
 
 
 def _gradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -91,12 +98,11 @@ def _elementwise_relu(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _gradcam_plusplus(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    g2 = g * g
-    return _channel_weighted(gradcam_plusplus_weights(a, g, g2, g2 * g), a)
+    return _channel_weighted(gradcam_plusplus_weights(a, g, g * g, g * g * g), a)
 
 
 def _xgradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return _channel_weighted((g * a / (_spatial_sum(a) + 1e-7)).sum(dim=(2, 3)), a)
+    return _channel_weighted((g * a / (a.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3)), a)
 
 
 def _layercam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -111,11 +117,15 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Add a method; a name can be registered once."""
+    """Add a method; a name can be registered once; a kind must be known and computable."""
     if spec.name in METHODS:
         raise ValueError(f"method {spec.name!r} is already registered")
+    if spec.kind not in KINDS:
+        raise ValueError(f"method {spec.name!r}: unknown kind {spec.kind!r}; valid: {list(KINDS)}")
     if spec.kind in ("gradient", "activation") and spec.formula is None:
         raise ValueError(f"method {spec.name!r} of kind {spec.kind!r} needs a formula")
+    if spec.compute is None and spec.kind not in KIND_COMPUTE:
+        raise ValueError(f"method {spec.name!r} of kind {spec.kind!r} needs a compute function")
     METHODS[spec.name] = spec
     return spec
 
@@ -200,7 +210,7 @@ for _spec in (
         "cam",
         "CAM",
         "analytic",
-        library_class=None,
+        compute=gradient.cam,
         description="Original CAM (Zhou et al. 2016): head weights × last-layer activations; "
         "for a GAP + linear head it equals Grad-CAM at the last layer up to scale.",
     ),
@@ -209,7 +219,7 @@ for _spec in (
         "Smooth Grad-CAM++",
         "gradient",
         formula=_gradcam_plusplus,
-        library_class=None,
+        compute=gradient.smooth_gradcampp,
         description="Grad-CAM++ with gradient moments averaged over noisy copies "
         "(Omeiza et al. 2019).",
     ),
@@ -217,6 +227,7 @@ for _spec in (
         "scorecam",
         "Score-CAM",
         "perturbation",
+        compute=perturbation.scorecam,
         library_class="ScoreCAM",
         slow=True,
         description="Each channel masks the input; weights = softmax of the masked scores "
@@ -226,6 +237,7 @@ for _spec in (
         "ablationcam",
         "Ablation-CAM",
         "perturbation",
+        compute=perturbation.ablationcam,
         library_class="AblationCAM",
         slow=True,
         description="Weight = relative score drop when a channel is zeroed "
@@ -267,7 +279,7 @@ for _spec in (
         "lime",
         "LIME",
         "library",
-        library_class=None,
+        compute=perturbation.lime,
         slow=True,
         description="Model-agnostic: superpixels switched off at random, local linear fit "
         "(Ribeiro et al. 2016; the `lime` package).",

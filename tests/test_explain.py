@@ -57,9 +57,8 @@ def _no_hooks(model: torch.nn.Module) -> bool:
     )
 
 
-EQUAL_METHODS = [
-    n for n, s in METHODS.items() if s.library_class and n not in ("kpcacam", "fullgrad")
-]
+EQUAL_METHODS = [n for n, s in METHODS.items() if s.library_class and s.kind != "library"]
+"""Methods we compute ourselves that pytorch-grad-cam also implements (the reference)."""
 
 
 @pytest.mark.parametrize("method", EQUAL_METHODS)
@@ -132,12 +131,13 @@ def test_lifecycle_restored_even_when_a_method_raises(images):
     torch.manual_seed(1)
     m = build_model("resnet18", 4)
     m.train()
+    m.bn1.eval()
     m.conv1.weight.requires_grad_(False)
     with torch.no_grad():
         m.fc.weight[0, 0] = float("nan")
     with pytest.raises(CamError, match="not finite"):
         Explainer(m, _card()).explain(images[:1], ["gradcam"], targets=[[0]])
-    assert m.training
+    _assert_modes_kept(m)
     assert m.conv1.weight.requires_grad is False and m.fc.weight.requires_grad is True
     assert _no_hooks(m)
     assert torch.is_grad_enabled()
@@ -217,6 +217,101 @@ def test_library_only_methods_run_and_release_hooks(model, images):
         assert cam.shape == (SIZE, SIZE) and np.isfinite(cam).all() and cam.max() > 0.5
     assert _no_hooks(model)
     assert all(p.grad is None for p in model.parameters())
+
+
+def _direct(model: torch.nn.Module, cam: object, call) -> np.ndarray:
+    """A pytorch-grad-cam object called as its README does, hooks and grads cleaned after."""
+    try:
+        return np.asarray(call(cam), dtype=np.float32)
+    finally:
+        getattr(cam, "base_cam", cam).activations_and_grads.release()
+        model.zero_grad(set_to_none=True)
+
+
+def test_shapleycam_equals_a_direct_pytorch_grad_cam_call(model, images):
+    from pytorch_grad_cam import ShapleyCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    targets = [[0, 2], [1]]
+    exp = Explainer(model, _card()).explain(images[:2], ["shapleycam"], targets=targets)
+    x = preprocess(images[:2], _card())
+    ref = _direct(
+        model,
+        ShapleyCAM(model=model, target_layers=[model.layer4]),
+        lambda cam: cam(
+            input_tensor=x[[0, 0, 1]],
+            targets=[ClassifierOutputTarget(c) for c in (0, 2, 1)],
+        ),
+    )
+    ours = np.stack([exp.get(i, c, "shapleycam").cam for i, c in ((0, 0), (0, 2), (1, 1))])
+    assert ref.max() > 0.99, "reference map is empty: the comparison would prove nothing"
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    assert _no_hooks(model) and all(p.grad is None for p in model.parameters())
+
+
+def test_finercam_equals_a_direct_pytorch_grad_cam_call(model, images):
+    """FinerCAM's own default: the target against its three most similar classes (alpha 1)."""
+    from pytorch_grad_cam import FinerCAM
+
+    exp = Explainer(model, _card()).explain(images[:2], ["finercam"], targets=[[3], [1]])
+    x = preprocess(images[:2], _card())
+    for i, c in ((0, 3), (1, 1)):
+        ref = _direct(
+            model,
+            FinerCAM(model, [model.layer4]),
+            lambda cam, i=i, c=c: cam(input_tensor=x[i : i + 1], targets=None, target_idx=c),
+        )
+        assert ref.max() > 0.99
+        np.testing.assert_allclose(exp.get(i, c, "finercam").cam, ref[0], atol=1e-4)
+    assert _no_hooks(model)
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
+
+
+def _mixed_mode_resnet() -> torch.nn.Module:
+    """A resnet18 in train mode with a frozen (eval-mode) stem BatchNorm, as in fine-tuning."""
+    torch.manual_seed(2)
+    m = build_model("resnet18", len(CLASSES)).train()
+    m.bn1.eval()
+    return m
+
+
+def _assert_modes_kept(m: torch.nn.Module) -> None:
+    assert m.bn1.training is False
+    assert all(sub.training for name, sub in m.named_modules() if name != "bn1")
+
+
+@pytest.mark.parametrize("call", ["explain", "reference_cam"])
+def test_each_modules_own_train_eval_mode_comes_back(images, call):
+    m = _mixed_mode_resnet()
+    user_hook = m.layer2.register_forward_hook(lambda *_: None)  # the caller's own hook stays
+    before = _hook_count(m)
+    if call == "explain":
+        Explainer(m, _card()).explain(images[:1], ["gradcam", "eigencam"], targets=[[1]])
+    else:
+        reference_cam(m, "gradcam", preprocess(images[:1], _card()), [1], ["layer4"])
+    _assert_modes_kept(m)
+    assert _hook_count(m) == before == 1
+    user_hook.remove()
+
+
+def test_modes_and_hooks_restored_when_the_forward_raises_with_hooks_attached(images):
+    m = _mixed_mode_resnet()
+    before = _hook_count(m)
+    with pytest.raises(CamError, match=r"layer 'fc' outputs \(1, 4\), not a \(B, C, h, w\)"):
+        Explainer(m, _card()).explain(images[:1], ["gradcam"], layers="fc")
+    _assert_modes_kept(m)
+    assert _hook_count(m) == before
+    with pytest.raises(RuntimeError):  # one channel where conv1 expects three: raises mid-forward
+        reference_cam(m, "gradcam", torch.zeros(1, 1, SIZE, SIZE), [0], ["layer4"])
+    _assert_modes_kept(m)
+    assert _hook_count(m) == before
+    assert torch.is_grad_enabled()
 
 
 def test_smooth_gradcampp_is_deterministic_and_differs_from_plain(model, images):
