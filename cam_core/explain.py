@@ -46,7 +46,7 @@ from cam_core.cams.context import (
 from cam_core.cams.reference import library_cam
 from cam_core.layers import LayerSet
 from cam_core.methods import METHODS, MethodSpec, get_method
-from cam_core.models import ModelCard, get_arch, preprocess
+from cam_core.models import ModelCard, preprocess
 
 __all__ = [
     "FLIPS",
@@ -128,8 +128,8 @@ class Explainer:
 
     @property
     def default_layer(self) -> str:
-        """The card's target layer, else the architecture's default."""
-        return self.card.target_layer or get_arch(self.card.arch).target_layers[0]
+        """The layer used when ``layers`` is not given: :attr:`ModelCard.default_layer`."""
+        return self.card.default_layer
 
     # ---------------------------------------------------------------- public API
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:

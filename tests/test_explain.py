@@ -455,3 +455,19 @@ def test_a_long_perturbation_method_lets_a_quick_gradcam_through(
         for a, b in zip(ref.results, out[key].results, strict=True):
             np.testing.assert_array_equal(a.cam, b.cam)
     assert _no_hooks(model)
+
+
+def test_the_default_layer_is_the_cards(model, images):
+    """One owner of "which layer by default": the card's recommendation, else its target layer."""
+    rec = {"method": "gradcam", "layer": "layer3+layer4"}
+    for card, expected in (
+        (_card(recommended=rec, target_layer="layer3"), "layer3+layer4"),
+        (_card(target_layer="layer3"), "layer3"),
+        (_card(), "layer4"),
+    ):
+        ex = Explainer(model, card)
+        assert ex.default_layer == card.default_layer == expected
+        plain = ex.explain(images[:1], ["gradcam"], targets=[[1]]).results[0]
+        given = ex.explain(images[:1], ["gradcam"], targets=[[1]], layers=expected).results[0]
+        assert plain.layer == expected
+        np.testing.assert_array_equal(plain.cam, given.cam)
