@@ -438,11 +438,8 @@ def test_centre_and_uniform_baselines_on_neu_det() -> None:
     root = _neu_det() / "ANNOTATIONS"
     if not root.is_dir():
         pytest.skip(f"NEU-DET annotations not found at {root}")
-    parse_voc = getattr(cdata, "parse_voc", None)
-    if parse_voc is None:
-        pytest.skip("cam_core.data.parse_voc is not available")
     point, flat = centre_point_map((200, 200)), uniform_map((200, 200))
-    anns = [parse_voc(xml) for xml in sorted(root.glob("*.xml"))]
+    anns = [cdata.parse_voc(xml) for xml in sorted(root.glob("*.xml"))]
     assert len(anns) == 1500
     strict = [pointing_game(point, a.boxes) for a in anns]
     tol = [pointing_game(point, a.boxes, tolerance=CLASSIC_POINTING_TOLERANCE) for a in anns]

@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from cam_core import synth
-from cam_core.data import NEU_CLASSES, Box
+from cam_core.data import NEU_CLASSES, Box, load_dataset
 
 SIZE = 200
 
@@ -216,10 +216,6 @@ def test_voc_xml_rounds_outward_clips_and_escapes():
 
 
 def test_load_dataset_reads_the_folder(tmp_path):
-    try:
-        from cam_core.data import load_dataset
-    except ImportError:
-        pytest.skip("cam_core.data.load_dataset not written yet")
     out = synth.write_voc_folder(tmp_path, n_per_class=1, seed=8)
     dataset = load_dataset(out)
     assert dataset.layout == "neu-flat"
