@@ -557,10 +557,10 @@ def test_card_overrides_and_bad_card(tmp_path: Path, tiny: dict[str, torch.Tenso
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (b"", r"an empty file \(0 bytes\), not a checkpoint$"),
-        (b"hello, this is not a checkpoint", "a text file, not a checkpoint$"),
+        (b"", "checkpoint file is empty"),
+        (b"hello, this is not a checkpoint", "a text file, not a checkpoint"),
         (None, "not a readable PyTorch checkpoint"),  # truncated zip
-        (b"\x80\x02\x8a\x0agarbage", r"not a readable PyTorch checkpoint \(truncated, corrupt or "),
+        (b"\x80\x02\x8a\x0agarbage", "not a readable PyTorch checkpoint"),  # a broken pickle
     ],
 )
 def test_broken_files(

@@ -131,7 +131,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: an empty file (0 bytes), not a checkpoint")
+        raise CheckpointError(f"{path}: checkpoint file is empty (0 bytes)")
     if path.suffix.lower() == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
