@@ -1,7 +1,5 @@
 """Evaluate: localization figures of methods over a dataset split, beside model-free baselines."""
 
-import time
-
 import streamlit as st
 
 from cam_core import evaluation as evaluate
@@ -11,7 +9,7 @@ from cam_core.evaluation.worst import ranking_figure, worst_cases
 from cam_core.methods import METHODS, get_method
 from cam_core.uploads import file_key
 from cam_core.vocabulary import METRICS, method_name, metric_name, metric_tooltip
-from pages import _picker, _sidebar, _state
+from pages import _evalrun, _picker, _sidebar, _state
 
 state = _sidebar.app_state()
 st.title("Evaluate")
@@ -56,27 +54,48 @@ with st.form("eval_form"):
     rule = c2.selectbox(
         "Target classes",
         evaluate.TARGET_RULES,
+        index=_state.index_of(evaluate.TARGET_RULES, _state.pref("eval_rule", None)),
+        key="eval_rule_input",
         help="file-class: the file's class against its boxes; box-classes: every class with "
         "boxes, each against its own; predicted: the model's prediction against that class.",
     )
+    most = max(len(samples), 1)
     limit = c2.number_input(
-        "Images (0 = all)", 0, max(len(samples), 1), min(60, len(samples)), step=10
+        "Images (0 = all)",
+        0,
+        most,
+        min(_state.pref("eval_limit", 60), most),
+        step=10,
+        key="eval_limit_input",
     )
-    tau = c3.slider("τ: map threshold for IoU (fraction of peak)", 0.1, 0.9, 0.5, 0.05)
+    tau = c3.slider(
+        "τ: map threshold for IoU (fraction of peak)",
+        0.1,
+        0.9,
+        _state.pref("eval_tau", 0.5),
+        0.05,
+        key="eval_tau_input",
+    )
     flips = c3.toggle(
         "Flip averaging", value=state.flips, help="Every map averaged over the image's 4 flips."
     )
-    budget = c3.number_input("Stop after (seconds)", 10, 3600, 300, step=30)
-    run = st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:")
+    budget = c3.number_input(
+        "Stop after (seconds)",
+        10,
+        3600,
+        _state.pref("eval_budget", 300),
+        step=30,
+        key="eval_budget_input",
+    )
+    submitted = st.form_submit_button(
+        "Run evaluation", type="primary", icon=":material/play_arrow:"
+    )
 
-if run:
-    if not methods or not layers:
-        st.error("Pick at least one method and one layer.")
-        st.stop()
-    cfg = evaluate.EvalConfig(
+try:  # what the form describes now (compared with the results shown below it)
+    form_cfg: evaluate.EvalConfig | None = evaluate.EvalConfig(
         data=str(state.data_root or "synthetic demo"),
         checkpoint=state.model_ref.path,
-        split=None,
+        split=None if state.dataset is None or state.split == "all" else state.split,
         methods=tuple(methods),
         layers=tuple(layers),
         target_rule=rule,
@@ -85,38 +104,32 @@ if run:
         limit=int(limit) or None,
         batch_size=8,
     )
-    bar = st.progress(0.0, text="Starting…")
-    deadline = time.monotonic() + float(budget)
+except ValueError as exc:
+    form_cfg = None
+    if submitted:
+        st.error(f"Cannot run: {exc}. Pick at least one method and one layer.")
 
-    def _progress(done: int, total: int, message: str) -> None:
-        bar.progress(done / max(total, 1), text=message)
+if submitted:  # the form starts from these next time (its widgets reset on a page switch)
+    for name, value in (("rule", rule), ("limit", limit), ("tau", tau), ("budget", budget)):
+        _state.set_pref(f"eval_{name}", value)
+if submitted and form_cfg is not None:
+    _evalrun.start(form_cfg, samples, explainer)
+run = _evalrun.advance(explainer, float(budget), start=submitted)
 
-    result = evaluate.evaluate(
-        cfg,
-        explainer=explainer,
-        samples=samples,
-        progress=_progress,
-        should_stop=lambda: time.monotonic() > deadline,
-    )
-    bar.empty()
-    st.session_state["eval_result"] = result
-    st.session_state["eval_samples"] = {s.stem: s for s in samples}
-    st.session_state["eval_where"] = where
-
-result = st.session_state.get("eval_result")
-if result is None:
+result: evaluate.EvalResult | None = st.session_state.get("eval_result")
+if result is None or run is None:
     st.info("Choose methods and press **Run evaluation**. Tip: start with 60 images.")
     st.stop()
 
-summary = result.summary()
 st.subheader("Results")
-if not result.complete:
-    st.warning(f"Partial run (time budget): {result.n_done} of {result.n_samples} images.")
+_evalrun.show_state(result, run)
+if result.n_done == 0:
+    st.stop()  # stopped before its first batch finished: nothing to show yet
+summary = result.summary()
+_evalrun.show_settings(result, form_cfg)
 st.caption(
-    f"{st.session_state.get('eval_where', '')} · {result.n_done} images · target rule "
-    f"`{result.config.target_rule}` · τ = {result.config.tau}"
-    f"{' · flip-averaged maps' if result.config.flip_smooth else ''} · every metric is a fraction, "
-    "higher is better; baselines are model-free maps scored on the same (image, class) pairs."
+    "Every metric is a fraction, higher is better; baselines are model-free maps scored on the "
+    "same (image, class) pairs."
 )
 metrics = [m for m in METRICS if m in summary.columns]
 metric = st.segmented_control(

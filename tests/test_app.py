@@ -343,3 +343,95 @@ def test_helper_modules_in_pages_are_not_pages(app):
     helpers = {p.name for p in (ROOT / "pages").glob("_*.py")}
     assert {"_state.py", "_sidebar.py", "_picker.py", "_legacy.py"} <= helpers
     assert registered == {"explore.py", "compare.py", "evaluate.py", "models.py"}
+
+
+def test_a_stopped_run_keeps_its_rows_and_is_labelled_partial_with_its_coverage(app, monkeypatch):
+    """Issue 14 item 2: Stop keeps the finished batches, says what the partial result covers,
+    and Resume computes only the images left."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from cam_core.evaluation import loop
+
+    real, computed, interrupt = loop.evaluate_batch, [], {"after": 1}
+
+    def batch(explainer, samples, *args, **kwargs):
+        if interrupt["after"] is not None and len(computed) == interrupt["after"]:
+            # what a click on Stop does: Streamlit ends the script at its next update
+            raise StopException()
+        computed.append([s.stem for s in samples])
+        return real(explainer, samples, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_batch", batch)
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(0)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    assert any(i.value.startswith("**Running**") for i in at.info)
+    assert len(computed) == 1 and len(computed[0]) == 8  # one batch of 8 of the 18 images
+    next(b for b in at.button if b.label == "Stop").click()
+    _ok(at.run())
+    (warning,) = [w.value for w in at.warning if "Partial result" in w.value]
+    assert "you stopped it" in warning and "stopped at 8 of 18 images" in warning
+    # class-stratified: the 8 images cover all six classes (two of the first two)
+    for cls in ("crazing 2", "inclusion 2", "patches 1", "pitted_surface 1", "scratches 1"):
+        assert cls in warning, warning
+    result = at.session_state["eval_result"]
+    assert result.n_done == 8 and {r["stem"] for r in result.rows} == set(computed[0])
+    assert _download_labels(at) == ["Summary CSV", "Rows CSV", "HTML report"]
+    # Resume computes only the ten images left, then the result is whole
+    interrupt["after"] = None
+    next(b for b in at.button if b.label.startswith("Resume (10 images left)")).click()
+    _ok(at.run())
+    assert sum(map(len, computed)) == 18
+    assert any("Done" in s.value and "done: 18 images" in s.value for s in at.success)
+    assert not [w for w in at.warning if "Partial result" in w.value]
+
+
+def test_results_show_their_own_settings_after_the_form_changes(app):
+    """Issue 14 item 2: coming back after changing the sidebar shows the results with the
+    settings that produced them, and says that the form now describes other settings."""
+    at = _run_evaluation(_ok(app.run()))
+    these = next(m.value for m in at.markdown if m.value.startswith("**These results:**"))
+    assert "methods **Grad-CAM, Grad-CAM++**" in these and "images **6 of 6" in these
+    assert not [i for i in at.info if "form above now differs" in i.value]
+    _ok(at.switch_page("pages/explore.py").run())
+    at.sidebar.multiselect(key="methods").set_value(["hirescam"])
+    _ok(at.run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    assert next(m for m in at.multiselect if m.label == "Methods").value == ["hirescam"]
+    these = next(m.value for m in at.markdown if m.value.startswith("**These results:**"))
+    assert "methods **Grad-CAM, Grad-CAM++**" in these
+    (note,) = [i.value for i in at.info if "form above now differs" in i.value]
+    assert "differs from these results in: methods." in note
+    assert any("done: 6 images" in s.value for s in at.success)
+
+
+def test_leaving_the_page_mid_run_keeps_its_rows_and_says_so(app, monkeypatch):
+    """A run interrupted by a page switch comes back as a labelled partial result of its own
+    settings (never as an earlier run's result), with Resume offered."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from cam_core.evaluation import loop
+
+    at = _run_evaluation(_ok(app.run()))  # a first, finished run of 6 images
+    real, calls = loop.evaluate_batch, []
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise StopException()  # the user switched page during the second batch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_batch", batch)
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(0)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    _ok(at.switch_page("pages/explore.py").run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    (warning,) = [w.value for w in at.warning if "Partial result" in w.value]
+    # the first run's 6 images came from the row store, then one batch of 8 was computed
+    assert "the page was left" in warning and "stopped at 14 of 18 images" in warning
+    these = next(m.value for m in at.markdown if m.value.startswith("**These results:**"))
+    assert "images **14 of 18**" in these
+    assert any(b.label == "Resume (4 images left)" for b in at.button)
