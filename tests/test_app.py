@@ -435,3 +435,24 @@ def test_leaving_the_page_mid_run_keeps_its_rows_and_says_so(app, monkeypatch):
     these = next(m.value for m in at.markdown if m.value.startswith("**These results:**"))
     assert "images **14 of 18**" in these
     assert any(b.label == "Resume (4 images left)" for b in at.button)
+
+
+def test_explore_explains_the_gt_classes_by_default_as_compare_does(app):
+    """Issue 14 item 9: an image with boxes of another class than the prediction explains that
+    class too, by default, on Explore and on Compare (one rule: cam_core.mapcache)."""
+    from cam_core.data import Box
+
+    stem, image, boxes = synth.make_sample_set(1, seed=3)[0]
+    extra = Box("inclusion" if boxes[0].cls != "inclusion" else "patches", 5, 5, 40, 40)
+    xml = synth.voc_xml(f"{stem}.png", image.shape, (*boxes, extra))
+    app.session_state["_pref_img_source"] = "Upload"
+    at = _ok(app.run())
+    at.file_uploader[0].set_value(
+        [(f"{stem}.png", _png(image), "image/png"), (f"{stem}.xml", xml, "text/xml")]
+    )
+    _ok(at.run())
+    explained = next(m for m in at.multiselect if m.label == "Classes to explain").value
+    assert extra.cls in explained and boxes[0].cls in explained, explained
+    _ok(at.switch_page("pages/compare.py").run())
+    compared = next(m for m in at.multiselect if m.label.startswith("Classes")).value
+    assert compared == explained
