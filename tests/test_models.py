@@ -461,6 +461,8 @@ NOT_A_CHECKPOINT = ", not a checkpoint"
             "an XML file" + NOT_A_CHECKPOINT,
         ),
         ("model.pt", lambda: "pesos del modelo: ñ\n".encode(), "a text file" + NOT_A_CHECKPOINT),
+        # "c" is the pickle GLOBAL opcode: this must not read as a code-running pickle
+        ("model.pt", lambda: b"crazing\ninclusion\n", "a text file" + NOT_A_CHECKPOINT),
         (
             "model.pt",
             lambda: b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 4\n",

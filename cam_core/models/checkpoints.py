@@ -145,7 +145,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             text = str(exc)
-            if "Weights only load failed" in text and "GLOBAL" in text:
+            # a text file starting with "c" reads as a pickle GLOBAL: say what the file is first
+            if "GLOBAL" in text and "Weights only load failed" in text and not what_file_is(path):
                 raise _refusal(path, exc) from None
             raise _unreadable(path, "PyTorch checkpoint", exc) from None
     state = _clean(_unwrap(raw, path))
