@@ -30,11 +30,13 @@ _RUNNING = ":material/progress_activity:"
 @dataclass
 class EvalRun:
     """The evaluation a browser session asked for: its settings (``cfg.out`` is its row store),
-    its images, and ``active`` while a page script is (or was, until interrupted) computing it.
+    its images, the engine of its model (kept: the sidebar may switch models meanwhile), and
+    ``active`` while a page script is (or was, until interrupted) computing it.
     """
 
     cfg: EvalConfig
     samples: tuple[Sample, ...]
+    explainer: Explainer
     active: bool = True
 
 
@@ -48,11 +50,11 @@ def start(cfg: EvalConfig, samples: tuple[Sample, ...], explainer: Explainer) ->
     """Make ``cfg`` over ``samples`` this session's run (its row store chosen by its identity,
     so the same settings resume the rows of an earlier run); its earlier result is dropped."""
     out = run_folder(run_root(), cfg, explainer)
-    st.session_state["eval_run"] = EvalRun(replace(cfg, out=str(out)), samples)
+    st.session_state["eval_run"] = EvalRun(replace(cfg, out=str(out)), samples, explainer)
     st.session_state.pop("eval_result", None)
 
 
-def advance(explainer: Explainer, budget_s: float, *, start: bool) -> EvalRun | None:
+def advance(budget_s: float, *, start: bool) -> EvalRun | None:
     """This session's run after this page run: computed now when just started (``start``) or
     resumed; loaded from its store when its computing script was interrupted (our Stop,
     Streamlit's, a page switch, another widget). Its result is ``st.session_state["eval_result"]``.
@@ -61,7 +63,7 @@ def advance(explainer: Explainer, budget_s: float, *, start: bool) -> EvalRun | 
     if run is None or not run.active:
         return run
     if start or st.session_state.pop("eval_resume", False):
-        execute(run, explainer, budget_s)
+        execute(run, budget_s)
         return run
     st.session_state["eval_why"] = (
         "you stopped it"
@@ -69,12 +71,17 @@ def advance(explainer: Explainer, budget_s: float, *, start: bool) -> EvalRun | 
         else "interrupted: the page was left or a setting changed during the run"
     )
     run.active = False
-    st.session_state["eval_result"] = load(run, explainer)
+    try:
+        st.session_state["eval_result"] = load(run)
+    except (ValueError, KeyError, OSError) as exc:  # its store was deleted or rewritten
+        st.session_state.pop("eval_run", None)
+        st.error(f"The stopped evaluation could not be read back: {exc}")
+        return None
     st.session_state["eval_samples"] = {s.stem: s for s in run.samples}
     return run
 
 
-def execute(run: EvalRun, explainer: Explainer, budget_s: float) -> None:
+def execute(run: EvalRun, budget_s: float) -> None:
     """Compute ``run`` (resuming from its store) with our Stop button and a progress bar.
 
     A click on Stop reruns the page: Streamlit then interrupts this script at its next
@@ -99,7 +106,7 @@ def execute(run: EvalRun, explainer: Explainer, budget_s: float) -> None:
     try:
         result = evaluate(
             run.cfg,
-            explainer=explainer,
+            explainer=run.explainer,
             samples=run.samples,
             progress=_progress,
             should_stop=lambda: time.monotonic() > deadline,
@@ -117,9 +124,9 @@ def execute(run: EvalRun, explainer: Explainer, budget_s: float) -> None:
     st.session_state["eval_samples"] = {s.stem: s for s in run.samples}
 
 
-def load(run: EvalRun, explainer: Explainer) -> EvalResult:
+def load(run: EvalRun) -> EvalResult:
     """``run``'s result from its row store alone (computes nothing)."""
-    return evaluate(run.cfg, explainer=explainer, samples=run.samples, should_stop=lambda: True)
+    return evaluate(run.cfg, explainer=run.explainer, samples=run.samples, should_stop=lambda: True)
 
 
 def show_state(result: EvalResult, run: EvalRun) -> None:

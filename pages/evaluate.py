@@ -114,7 +114,7 @@ if submitted:  # the form starts from these next time (its widgets reset on a pa
         _state.set_pref(f"eval_{name}", value)
 if submitted and form_cfg is not None:
     _evalrun.start(form_cfg, samples, explainer)
-run = _evalrun.advance(explainer, float(budget), start=submitted)
+run = _evalrun.advance(float(budget), start=submitted)
 
 result: evaluate.EvalResult | None = st.session_state.get("eval_result")
 if result is None or run is None:

@@ -456,3 +456,34 @@ def test_explore_explains_the_gt_classes_by_default_as_compare_does(app):
     _ok(at.switch_page("pages/compare.py").run())
     compared = next(m for m in at.multiselect if m.label.startswith("Classes")).value
     assert compared == explained
+
+
+def test_switching_model_mid_run_keeps_the_run_on_its_own_model(app, monkeypatch):
+    """A run interrupted by choosing another model in the sidebar is read back with the model it
+    ran with (its row store is that model's), and the form's new model is pointed out."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from cam_core.evaluation import loop
+
+    real, calls = loop.evaluate_batch, []
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise StopException()  # the user picked another model during the second batch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_batch", batch)
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(0)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    at.sidebar.selectbox(key="model_choice").set_value("neu-local-resnet18")
+    _ok(at.run())
+    (warning,) = [w.value for w in at.warning if "Partial result" in w.value]
+    assert "stopped at 8 of 18 images" in warning
+    these = next(m.value for m in at.markdown if m.value.startswith("**These results:**"))
+    assert "model **demo-synthetic**" in these
+    (note,) = [i.value for i in at.info if "form above now differs" in i.value]
+    assert "model" in note
