@@ -425,6 +425,12 @@ def _image_bytes(fmt: str) -> bytes:
     return out.getvalue()
 
 
+def _safetensors_bytes() -> bytes:
+    from safetensors.torch import save
+
+    return save({"fc.weight": torch.zeros(2, 2)})
+
+
 def _zip_bytes() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -461,6 +467,11 @@ NOT_A_CHECKPOINT = ", not a checkpoint"
             "an XML file" + NOT_A_CHECKPOINT,
         ),
         ("model.pt", lambda: "pesos del modelo: ñ\n".encode(), "a text file" + NOT_A_CHECKPOINT),
+        (
+            "model.pt",
+            _safetensors_bytes,
+            "a safetensors file with another suffix: rename it to end in .safetensors",
+        ),
         # "c" is the pickle GLOBAL opcode: this must not read as a code-running pickle
         ("model.pt", lambda: b"crazing\ninclusion\n", "a text file" + NOT_A_CHECKPOINT),
         (

@@ -82,6 +82,8 @@ def what_file_is(path: str | Path) -> str | None:
         return "a WebP image, not a checkpoint"
     if head.startswith(b"PK\x03\x04"):
         return _zip(path)
+    if head[8:10] in (b'{"', b"{}") and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors file with another suffix: rename it to end in .safetensors"
     text = _text(head)
     if text is None:
         return None
