@@ -42,7 +42,8 @@ def formula_map(ctx: Batch, spec: Spec) -> MapOut:
     channels (or projected: ``spec.project`` or ``eigen_smooth``). Activation formulas get
     ``(A, A)`` and need no backward.
     """
-    assert spec.formula is not None  # register_method refuses these kinds without one
+    if spec.formula is None:  # register_method refuses it; a spec built by hand may not be
+        raise CamError(f"{spec.label}: kind {spec.kind!r} needs a formula")
     need_grad = spec.kind == "gradient"
     cap = ctx.capture(need_grad)
     grads = ctx.gradients() if need_grad else [None] * len(cap.acts)
