@@ -16,15 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cam_core.models import ModelCard, get_arch
+from cam_core.models.sniff import what_file_is
 from cam_core.uploads import content_digest
 from cam_core.vocabulary import baseline_id
 
 __all__ = [
+    "BOX_THRESHOLDS",
+    "CARDLESS_WARNING",
+    "CHECKPOINT_SUFFIXES",
     "UPLOAD_DIR",
+    "CheckpointFiles",
     "ModelRef",
     "bundled_models",
     "layer_options",
     "name_in_message",
+    "pair_checkpoint_files",
     "recommended_caption",
     "recommended_threshold",
     "safe_name",
@@ -115,6 +121,80 @@ def save_upload(name: str, data: bytes, folder: str | Path | None = None) -> Pat
     return out
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
+"""File suffixes taken as model weights; ``.json`` beside them is the model card."""
+
+
+CARDLESS_WARNING = (
+    "Loaded without a model card: normalisation, input size and CAM layer are guessed from the "
+    "architecture, and there is no recommendation, so predictions and maps may be wrong. Load "
+    "the checkpoint again together with its model.json."
+)
+"""What the app says about a model built from a bare checkpoint."""
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """A batch of files dropped in the checkpoint box, sorted out: the one ``checkpoint``
+    (name, bytes), its ``card`` JSON when one came with it, and one message per problem, each
+    naming the file. ``checkpoint`` is None when there is nothing to load.
+    """
+
+    checkpoint: tuple[str, bytes] | None
+    card: tuple[str, bytes] | None = None
+    errors: tuple[str, ...] = ()
+
+
+def _what_upload_is(name: str, data: bytes, folder: str | Path | None) -> str:
+    what = what_file_is(save_upload(name, data, folder))
+    return what or f"a {Path(name).suffix or 'suffix-less'} file, not a checkpoint"
+
+
+def pair_checkpoint_files(
+    files: Sequence[tuple[str, bytes]], *, folder: str | Path | None = None
+) -> CheckpointFiles:
+    """Sort the (name, content) files dropped together into one checkpoint and its card.
+
+    The card is the ``.json`` of the checkpoint's stem (``model.pt`` + ``model.json``), else the
+    only ``.json`` given. A file of another type is named for what it is (e.g. "photo.jpg: a
+    JPEG image, not a checkpoint"); no checkpoint, several checkpoints, or several cards none
+    of which has the checkpoint's stem each give one message.
+    """
+    weights = [(n, d) for n, d in files if Path(n).suffix.lower() in CHECKPOINT_SUFFIXES]
+    cards = [(n, d) for n, d in files if Path(n).suffix.lower() == ".json"]
+    valid = ", ".join(CHECKPOINT_SUFFIXES)
+    errors = [
+        f"{n}: {_what_upload_is(n, d, folder)} (this box takes weights: {valid}, with their "
+        ".json model card)"
+        for n, d in files
+        if (n, d) not in weights and (n, d) not in cards
+    ]
+    if not weights:
+        if not errors:  # a file of another type already said what it is
+            dropped = ", ".join(n for n, _ in files) or "nothing"
+            errors.append(
+                f"No checkpoint among the files dropped ({dropped}): add the weights ({valid})"
+            )
+        return CheckpointFiles(None, None, tuple(errors))
+    if len(weights) > 1:
+        names = ", ".join(n for n, _ in weights)
+        errors.append(f"{len(weights)} checkpoints dropped ({names}): load one at a time")
+        return CheckpointFiles(None, None, tuple(errors))
+    checkpoint = weights[0]
+    stem = Path(checkpoint[0]).stem
+    card = next((c for c in cards if Path(c[0]).stem == stem), None)
+    if card is None and len(cards) == 1:
+        card = cards[0]
+    elif card is None and cards:
+        names = ", ".join(n for n, _ in cards)
+        errors.append(
+            f"{names}: several cards and none is named {stem}.json; drop only the card of "
+            f"{checkpoint[0]}"
+        )
+        return CheckpointFiles(None, None, tuple(errors))
+    return CheckpointFiles(checkpoint, card, tuple(errors))
+
+
 def uploaded_model(
     checkpoint: tuple[str, bytes],
     *,
@@ -125,7 +205,8 @@ def uploaded_model(
     folder: str | Path | None = None,
 ) -> ModelRef:
     """Store an uploaded checkpoint (and its card as ``<stem>.json`` beside it) for
-    :func:`cam_core.models.load_model`. Without a card, ``classes`` are required.
+    :func:`cam_core.models.load_model`. Without a card, ``classes`` are required. The model is
+    labelled by its card's name ("neu-boxsup-… (uploaded)"), else by the file name.
 
     Raises ValueError naming the file for an unreadable card or missing class names.
     """
@@ -135,11 +216,11 @@ def uploaded_model(
     if card_json is not None:
         card_name, card_bytes = card_json
         try:
-            ModelCard.from_json(card_bytes)
+            card = ModelCard.from_json(card_bytes)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{card_name}: not a model card: {exc}") from None
         card_path.write_bytes(card_bytes)
-        return ModelRef(f"{name} (uploaded)", str(path))
+        return ModelRef(f"{card.name} (uploaded)", str(path), synthetic=card.synthetic)
     card_path.unlink(missing_ok=True)
     names = tuple(c.strip() for c in (classes or ()) if c.strip())
     if not names:
@@ -187,6 +268,10 @@ def recommended_caption(card: ModelCard) -> str | None:
         f"Recommended: {rec.method} @ {rec.layer}{flips}, map→box threshold "
         f"{rec.threshold}; {figures} on {split or '?'} (n={'?' if n is None else n})"
     )
+
+
+BOX_THRESHOLDS: tuple[float | str, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, "otsu")
+"""The map → boxes thresholds the app offers (fractions of the map's peak, or Otsu's)."""
 
 
 def recommended_threshold(

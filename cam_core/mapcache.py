@@ -8,12 +8,14 @@ in a browser session.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cam_core.explain import CamError, CamResult, Explainer
+from cam_core.metrics import map_figures
 from cam_core.uploads import ImageItem
 
 __all__ = [
@@ -23,7 +25,9 @@ __all__ = [
     "class_scores",
     "compute_maps",
     "default_classes",
+    "first_hit",
     "map_cache_capacity",
+    "missing_methods",
 ]
 
 MapKey = tuple[str, str, str, str, bool, int]
@@ -41,6 +45,15 @@ class MapCache:
     capacity: int = 400
     maps: dict[MapKey, CamResult] = field(default_factory=dict)
     probs: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    seconds: dict[tuple[str, str, bool], float] = field(default_factory=dict)
+    """Wall time in seconds of the last engine call per (model id, method, flip averaging): one
+    image, its classes (what the app shows as the method's expected time)."""
+
+    def estimate(self, model_id: str, method: str, flip_smooth: bool = False) -> float | None:
+        """Seconds the last map of ``method`` took on one image with this model, None if never
+        measured in this session.
+        """
+        return self.seconds.get((model_id, method, flip_smooth))
 
     def put(self, key: MapKey, result: CamResult) -> None:
         """Store one map as the newest entry."""
@@ -99,6 +112,26 @@ def default_classes(
     return chosen[:limit]
 
 
+def missing_methods(
+    model_id: str,
+    item: ImageItem,
+    methods: Sequence[str],
+    classes: Sequence[int],
+    layer: str,
+    cache: MapCache,
+    *,
+    flip_smooth: bool = False,
+) -> list[str]:
+    """The ``methods`` with at least one map of ``classes`` not cached (what
+    :func:`compute_maps` would compute), in the order given.
+    """
+    return [
+        m
+        for m in methods
+        if any((model_id, item.key, m, layer, flip_smooth, c) not in cache.maps for c in classes)
+    ]
+
+
 def compute_maps(
     explainer: Explainer,
     model_id: str,
@@ -122,11 +155,14 @@ def compute_maps(
     def key(method: str, c: int) -> MapKey:
         return (model_id, item.key, method, layer, flip_smooth, c)
 
-    missing = [m for m in methods if any(key(m, c) not in cache.maps for c in classes)]
+    missing = missing_methods(
+        model_id, item, methods, classes, layer, cache, flip_smooth=flip_smooth
+    )
     errors: dict[str, str] = {}
     for done, method in enumerate(missing):
         if progress is not None:
             progress(done, len(missing), method)
+        start = time.perf_counter()
         try:
             result = explainer.explain(
                 [item.image],
@@ -139,6 +175,7 @@ def compute_maps(
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             errors[method] = f"{method}: {text}"
             continue
+        cache.seconds[(model_id, method, flip_smooth)] = time.perf_counter() - start
         for r in result.results:
             cache.put(key(method, r.class_index), r)
     if progress is not None and missing:
@@ -151,3 +188,41 @@ def compute_maps(
         if key(m, c) in cache.maps
     }
     return maps, errors
+
+
+def first_hit(
+    explainer: Explainer,
+    model_id: str,
+    items: Iterable[ImageItem],
+    method: str,
+    layer: str,
+    cache: MapCache,
+    *,
+    flip_smooth: bool = False,
+    threshold: float | str = 0.5,
+    limit: int = 6,
+) -> ImageItem | None:
+    """A representative image to open on: the first of ``items`` (at most ``limit`` with GT
+    boxes of their predicted class are tried) whose ``method`` map of the predicted class points
+    inside those boxes. The maps computed are cached, so the page draws them at once. None when
+    no tried image hits.
+    """
+    tried = 0
+    for item in items:
+        probs = class_scores(explainer, model_id, item, cache)
+        predicted = int(np.argmax(probs))
+        gt = item.sample.boxes_for(explainer.card.classes[predicted])
+        if not gt:
+            continue
+        maps, _ = compute_maps(
+            explainer, model_id, item, [method], [predicted], layer, cache, flip_smooth=flip_smooth
+        )
+        result = maps.get((method, predicted))
+        if result is not None and map_figures(result.cam, gt, threshold=threshold).scores.get(
+            "pointing"
+        ):
+            return item
+        tried += 1
+        if tried >= limit:
+            return None
+    return None

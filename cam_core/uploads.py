@@ -34,6 +34,7 @@ __all__ = [
     "content_digest",
     "file_key",
     "item_from_sample",
+    "merge_uploads",
     "read_uploads",
 ]
 
@@ -60,6 +61,12 @@ class ImageItem:
     sample: Sample
     source: str
     warnings: tuple[str, ...] = ()
+
+    @property
+    def content(self) -> str:
+        """What identifies the pixels: the content digest of an upload, the path of a file."""
+        kind, _, rest = self.key.partition(":")
+        return rest.split(":", 1)[0] if kind == "upload" else self.key
 
     @property
     def boxes(self) -> tuple[Box, ...]:
@@ -173,6 +180,18 @@ def read_uploads(
         items.append(ImageItem(key, name, image, sample, "upload", tuple(notes)))
         warnings += notes
     return UploadReport(tuple(items), tuple(errors), tuple(warnings))
+
+
+def merge_uploads(earlier: Iterable[ImageItem], new: Iterable[ImageItem]) -> tuple[ImageItem, ...]:
+    """The uploads of a session after a new batch: ``earlier`` then ``new``, one item per
+    image content (:attr:`ImageItem.content`); a re-uploaded image (e.g. now with its XML)
+    replaces its earlier item and moves to the end.
+    """
+    merged: dict[str, ImageItem] = {}
+    for item in (*earlier, *new):
+        merged.pop(item.content, None)
+        merged[item.content] = item
+    return tuple(merged.values())
 
 
 def item_from_sample(sample: Sample, *, source: str = "dataset") -> ImageItem:

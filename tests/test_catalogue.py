@@ -93,3 +93,55 @@ def test_recommended_configuration_comes_first_and_is_described():
     plain = dataclasses.replace(card, recommended=None)
     assert catalogue.recommended_caption(plain) is None
     assert catalogue.layer_options(plain)[0] == "layer4"
+
+
+def _card_bytes(name="neu-boxsup-x"):
+    card = ModelCard(name, "resnet18", ("a", "b"), False, 64, (0, 0, 0), (1, 1, 1))
+    return card.to_json().encode()
+
+
+def test_a_checkpoint_and_its_card_dropped_together_are_paired(tmp_path):
+    """Issue 14 item 4: model.pt + model.json in one drop; the card by stem, else the only one."""
+    pair = catalogue.pair_checkpoint_files(
+        [("model.json", b"{card}"), ("model.pt", b"w"), ("other.json", b"{}")], folder=tmp_path
+    )
+    assert pair.checkpoint == ("model.pt", b"w") and pair.card == ("model.json", b"{card}")
+    assert pair.errors == ()
+    pair = catalogue.pair_checkpoint_files([("w.pth", b"w"), ("card.json", b"{}")], folder=tmp_path)
+    assert pair.card == ("card.json", b"{}")
+    pair = catalogue.pair_checkpoint_files([("w.pt", b"w")], folder=tmp_path)
+    assert pair.checkpoint == ("w.pt", b"w") and pair.card is None
+    pair = catalogue.pair_checkpoint_files(
+        [("w.pt", b"w"), ("a.json", b"{}"), ("b.json", b"{}")], folder=tmp_path
+    )
+    assert pair.checkpoint is None
+    assert pair.errors == (
+        "a.json, b.json: several cards and none is named w.json; drop only the card of w.pt",
+    )
+
+
+def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path):
+    """Issue 14 item 6: a .jpg in the checkpoint box says what it is, not "choose a file"."""
+    jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64)
+    pair = catalogue.pair_checkpoint_files([("photo.jpg", jpeg)], folder=tmp_path)
+    assert pair.checkpoint is None
+    (error,) = pair.errors
+    assert error.startswith("photo.jpg: a JPEG image, not a checkpoint")
+    pair = catalogue.pair_checkpoint_files([("card.json", _card_bytes())], folder=tmp_path)
+    assert pair.errors == (
+        "No checkpoint among the files dropped (card.json): add the weights "
+        "(.pt, .pth, .safetensors, .bin)",
+    )
+    pair = catalogue.pair_checkpoint_files([("a.pt", b"1"), ("b.pt", b"2")], folder=tmp_path)
+    assert pair.errors == ("2 checkpoints dropped (a.pt, b.pt): load one at a time",)
+
+
+def test_an_uploaded_model_is_named_by_its_card(tmp_path):
+    """Issue 14 item 5: "neu-boxsup-x (uploaded)", not "model.pt (uploaded)"."""
+    ref = catalogue.uploaded_model(
+        ("model.pt", b"w"), card_json=("model.json", _card_bytes()), folder=tmp_path
+    )
+    assert ref.label == "neu-boxsup-x (uploaded)"
+    assert Path(ref.path).with_suffix(".json").read_bytes() == _card_bytes()
+    bare = catalogue.uploaded_model(("model.pt", b"w"), classes=["a", "b"], folder=tmp_path)
+    assert bare.label == "model.pt (uploaded)"

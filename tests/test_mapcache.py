@@ -115,3 +115,47 @@ def test_default_classes_are_the_prediction_then_the_gt_classes():
     assert mapcache.default_classes(_Ex(), item, probs) == ["scratches", "inclusion"]
     assert mapcache.default_classes(_Ex(), item, np.array([0.1, 0.8, 0.1, 0.0])) == ["inclusion"]
     assert mapcache.default_classes(_Ex(), item, probs, limit=1) == ["scratches"]
+
+
+def test_missing_methods_and_timings_follow_the_cache():
+    """Issue 14 item 8: the page draws cached maps first and computes only the missing methods;
+    each engine call's wall time is kept as the method's expected time."""
+    item = ImageItem("k", "x.png", np.zeros((4, 4), np.uint8), Sample(Path("x"), "x"), "upload")
+    cache = mapcache.MapCache()
+    fake = _FakeExplainer()
+    assert mapcache.missing_methods("m", item, ["gradcam", "hirescam"], [0], "l", cache) == [
+        "gradcam",
+        "hirescam",
+    ]
+    assert cache.estimate("m", "gradcam") is None
+    mapcache.compute_maps(fake, "m", item, ["gradcam"], [0, 1], "l", cache)
+    assert mapcache.missing_methods("m", item, ["gradcam", "hirescam"], [0], "l", cache) == [
+        "hirescam"
+    ]
+    assert mapcache.missing_methods("m", item, ["gradcam"], [0], "l", cache, flip_smooth=True) == [
+        "gradcam"
+    ]
+    assert cache.estimate("m", "gradcam") >= 0 and cache.estimate("m", "gradcam", True) is None
+
+
+def test_first_hit_opens_on_the_first_image_whose_map_hits():
+    """Issue 14 item 14: the demo model's recommended map misses scratches_synth_0001 and hits
+    scratches_synth_0000, so a gallery listing them in that order opens on the second."""
+    from cam_core import synth
+    from cam_core.explain import Explainer
+    from cam_core.models import load_model
+    from cam_core.uploads import item_from_sample
+
+    demo = Path(__file__).resolve().parents[1] / "models" / "demo-synthetic" / "model.pt"
+    if not demo.is_file():
+        pytest.skip(f"bundled demo model missing ({demo})")
+    loaded = load_model(demo)
+    explainer = Explainer(loaded.model, loaded.card)
+    by_stem = {s.stem: s for s in synth.synthetic_samples(3, 7)}
+    stems = ["scratches_synth_0001", "scratches_synth_0000"]
+    items = [item_from_sample(by_stem[s]) for s in stems]
+    cache = mapcache.MapCache()
+    hit = mapcache.first_hit(explainer, "demo", items, "gradcam++", "layer2", cache, threshold=0.3)
+    assert hit is not None and hit.sample.stem == "scratches_synth_0000"
+    assert len(cache.maps) == 2  # both tried maps cached for the page to draw
+    assert mapcache.first_hit(explainer, "demo", items[:1], "gradcam++", "layer2", cache) is None

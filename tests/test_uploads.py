@@ -97,3 +97,25 @@ def test_item_from_sample_rescales_boxes_when_xml_size_differs(tmp_path):
     item = uploads.item_from_sample(sample)
     assert item.boxes[0] == Box("crazing", 0, 0, 50, 100)
     assert "boxes rescaled" in item.warnings[0]
+
+
+def test_an_unreadable_upload_is_named_without_pillows_stream_object():
+    """Issue 14 item 6: the error named ``<_io.BytesIO object at 0x…>``, not the file."""
+    report = uploads.read_uploads([("notes.jpg", b"this is a text file, not a JPEG")])
+    (error,) = report.errors
+    assert error.startswith("notes.jpg: not a readable image")
+    assert "BytesIO" not in error and " at 0x" not in error
+
+
+def test_merge_uploads_adds_a_batch_and_keeps_one_item_per_image(demo):
+    """Issue 14 item 7: a new batch adds to the earlier one; the same image twice is one item
+    (the later upload, e.g. now with its XML, replaces the earlier)."""
+    stem, image, _, xml = demo
+    first = uploads.read_uploads([(f"{stem}.png", _png(image))]).items
+    other = uploads.read_uploads([("other.png", _png(255 - image))]).items
+    again = uploads.read_uploads([(f"{stem}.png", _png(image)), (f"{stem}.xml", xml)]).items
+    merged = uploads.merge_uploads(first, other)
+    assert [i.name for i in merged] == [f"{stem}.png", "other.png"]
+    merged = uploads.merge_uploads(merged, again)
+    assert [i.name for i in merged] == ["other.png", f"{stem}.png"]
+    assert merged[-1].has_annotation and merged[-1].content == first[0].content

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,8 @@ def _read_image(source: bytes | str | Path, name: str | None, max_pixels: int) -
 
 def _short_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    # Pillow names the in-memory stream ("<_io.BytesIO object at 0x…>"), not the file
+    text = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>", "", text)
     return text if len(text) <= 200 else text[:200] + "…"
 
 
