@@ -10,9 +10,18 @@ from pathlib import Path
 import streamlit as st
 
 from cam_core import data
-from cam_core.catalogue import ModelRef, bundled_models, layer_options, recommended_caption
-from cam_core.methods import METHODS
-from cam_core.models import CheckpointError
+from cam_core.catalogue import (
+    BOX_THRESHOLDS,
+    CARDLESS_WARNING,
+    ModelRef,
+    bundled_models,
+    layer_options,
+    recommended_caption,
+    recommended_threshold,
+)
+from cam_core.mapcache import cache_in
+from cam_core.methods import METHODS, get_method
+from cam_core.models import CheckpointError, ModelCard
 from cam_core.vocabulary import method_name
 from pages._state import (
     DEFAULT_METHODS,
@@ -21,6 +30,7 @@ from pages._state import (
     AppState,
     load_dataset,
     load_explainer,
+    set_pref,
     short_key,
 )
 
@@ -34,6 +44,67 @@ def _default_model(refs: list[ModelRef], have_data: bool) -> int:
         if ref.synthetic != have_data:
             return i
     return 0
+
+
+def _offer_real_model(refs: list[ModelRef], labels: list[str], have_data: bool) -> None:
+    """When the data turns real (a dataset folder typed) while a synthetic-demo model is
+    selected, switch to the best real-data model (``refs`` are ranked best first), or say that
+    none is loaded. The note is shown by :func:`sidebar`."""
+    was_real = st.session_state.get("_data_was_real")
+    st.session_state["_data_was_real"] = have_data
+    if not have_data or was_real is not False:
+        return
+    current = refs[labels.index(st.session_state["model_choice"])]
+    if not current.synthetic:
+        return
+    real = next((r for r in refs if not r.synthetic), None)
+    if real is None:
+        st.session_state["_model_note"] = (
+            f"No real-data model is loaded: {current.label} was trained on synthetic images and "
+            "says little about real steel. Add a real-data model on the Models page."
+        )
+        return
+    st.session_state["model_choice"] = real.label
+    st.session_state["_model_note"] = (
+        f"Switched to **{real.label}** for the real data: {current.label} was trained on "
+        "synthetic images. Pick it again above to compare."
+    )
+
+
+def _apply_recommendation(card: ModelCard, model_id: str, first_run: bool) -> None:
+    """A newly selected model starts from its card's recommendation: CAM layer, map → boxes
+    threshold and, after the first run (where widget defaults do it), flip averaging and the
+    method."""
+    layers = layer_options(card)
+    st.session_state["layer"] = card.default_layer if card.default_layer in layers else layers[0]
+    threshold = recommended_threshold(card, BOX_THRESHOLDS)
+    set_pref("box_threshold", threshold)
+    st.session_state["box_threshold"] = threshold
+    rec = card.recommendation
+    if first_run:  # widget defaults cover the first run (a pre-set value is dropped on it)
+        return
+    st.session_state[f"flips_{short_key(model_id)}"] = rec is not None and rec.flips
+    if rec is not None and rec.method in METHODS:
+        chosen = st.session_state.get("methods") or list(DEFAULT_METHODS)
+        st.session_state["methods"] = [rec.method, *[m for m in chosen if m != rec.method]]
+
+
+def _slow_note(methods: list[str], model_id: str, flips: bool) -> str:
+    """A caption naming the slow methods chosen and how long each took here (or may take)."""
+    cache = cache_in(st.session_state)
+    parts = []
+    for m in methods:
+        seconds = cache.estimate(model_id, m, flips)
+        if seconds is not None and (seconds >= 3 or get_method(m).slow):
+            parts.append(f"{method_name(m)} (about {max(seconds, 1):.0f} s per image here)")
+        elif seconds is None and get_method(m).slow:
+            parts.append(f"{method_name(m)} (up to a minute per image on a CPU)")
+    if not parts:
+        return ""
+    return (
+        f":material/hourglass_top: Slow: {', '.join(parts)}. Maps already drawn stay while the "
+        "slow ones are computed."
+    )
 
 
 def sidebar() -> AppState:
@@ -60,6 +131,7 @@ def sidebar() -> AppState:
             st.session_state["model_choice"] = pending
         if st.session_state.get("model_choice") not in labels:
             st.session_state["model_choice"] = labels[_default_model(refs, have_data)]
+        _offer_real_model(refs, labels, have_data)
         choice = sb.selectbox("Model", labels, key="model_choice", label_visibility="collapsed")
         state.model_ref = refs[labels.index(choice)]
         try:
@@ -70,14 +142,22 @@ def sidebar() -> AppState:
     else:
         state.model_error = f"no model found in {MODELS_DIR}; add one on the Models page"
         sb.warning(state.model_error)
+    if note := st.session_state.pop("_model_note", None):
+        sb.info(note, icon=":material/swap_horiz:")
     if state.card is not None:
         card = state.card
         kind = "multi-label" if card.multilabel else "single-label"
-        synthetic = " · **synthetic**" if card.synthetic or state.model_ref.synthetic else ""
+        synthetic = " · **synthetic**" if state.synthetic_model else ""
         sb.caption(
             f"`{card.arch}` · {len(card.classes)} classes · {kind} · "
             f"{card.input_size} px{synthetic}"
         )
+        if state.model_ref is not None and state.model_ref.classes is not None:
+            sb.warning(CARDLESS_WARNING, icon=":material/warning:")
+        if st.session_state.get("_applied_model") != state.model_id:
+            first_run = "_applied_model" not in st.session_state
+            st.session_state["_applied_model"] = state.model_id
+            _apply_recommendation(card, state.model_id, first_run)
 
     sb.markdown("### Data")
     sb.text_input(
@@ -104,10 +184,20 @@ def sidebar() -> AppState:
             sb.error(state.data_error)
     else:
         sb.caption("No dataset: the **synthetic demo** images are used.")
+    if state.dataset is not None and state.synthetic_model:
+        sb.warning(
+            f"{state.model_ref.label} was trained on synthetic images; the dataset is real "
+            "steel: its predictions and maps say little about it.",
+            icon=":material/warning:",
+        )
 
     sb.markdown("### Methods")
     rec = state.card.recommendation if state.card is not None else None
     first = [rec.method] if rec is not None and rec.method in METHODS else []
+    if (pending := st.session_state.pop("pending_methods", None)) is not None:
+        # set by another page's callback (Evaluate's "Open in Explore"): applied here, in the
+        # run that draws the box, so the box and the page agree
+        st.session_state["methods"] = [m for m in pending if m in METHODS]
     state.methods = sb.multiselect(
         "CAM methods",
         list(METHODS),
@@ -118,6 +208,12 @@ def sidebar() -> AppState:
         format_func=_method_label,
         help="Shown side by side on Explore; swept on Evaluate.",
     )
+    if slow := _slow_note(
+        state.methods,
+        state.model_id,
+        bool(st.session_state.get(f"flips_{short_key(state.model_id)}")),
+    ):
+        sb.caption(slow)
     if state.card is not None:
         layers = layer_options(state.card)
         if st.session_state.get("layer") not in layers:

@@ -55,6 +55,13 @@ class AppState:
         return self.model_ref.model_id if self.model_ref else ""
 
     @property
+    def synthetic_model(self) -> bool:
+        """The model in use was trained on synthetic images (its card or its folder says so)."""
+        card = self.card
+        ref = self.model_ref
+        return bool((card is not None and card.synthetic) or (ref is not None and ref.synthetic))
+
+    @property
     def samples(self) -> tuple[data.Sample, ...]:
         return self.dataset.samples if self.dataset else ()
 

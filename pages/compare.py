@@ -1,11 +1,18 @@
-"""Compare: one image, every method × the chosen classes, each cell with its figures."""
+"""Compare: one image, many methods × the chosen classes, each cell with its figures; the best
+method per class marked, identical or sign-inverted maps flagged, one shared colour bar."""
 
+import pandas as pd
 import streamlit as st
 
-from cam_core import render
+from cam_core import render, slides
+from cam_core.agreement import best_methods, related_maps
 from cam_core.methods import METHODS, get_method
 from cam_core.metrics import map_figures
+from cam_core.vocabulary import method_name, metric_heading
 from pages import _picker, _state
+
+SIDEBAR, FAST, ALL = "Sidebar's methods", "All fast methods", "All methods (slow too)"
+TILE_PX = 200
 
 opened = _picker.open_image_page(
     "Compare methods",
@@ -16,81 +23,156 @@ opened = _picker.open_image_page(
 state, explainer, item = opened.state, opened.explainer, opened.item
 card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
 
-fast = [m for m, spec in METHODS.items() if not spec.slow]
-slow = [m for m, spec in METHODS.items() if spec.slow]
-c1, c2 = st.columns([2, 1])
+c1, c2, c3 = st.columns([2, 2, 1])
 classes = c1.multiselect(
-    "Classes (rows of the grid are methods, columns are classes)",
+    "Classes (columns of the grid; rows are methods)",
     card.classes,
     default=default,
     key=f"cmp_classes_{_state.short_key(state.model_id, item.key)}",
     help="Default: the predicted class(es) and every class with GT boxes.",
 )
-with_slow = c2.checkbox(
-    f"Include slow methods ({', '.join(get_method(m).label for m in slow)})",
-    value=_state.pref("compare_slow", False),
-    key="compare_slow",
+presets = [SIDEBAR, FAST, ALL]
+preset = c2.segmented_control(
+    "Methods",
+    presets,
+    default=_state.pref("compare_methods", SIDEBAR),
+    key="compare_methods",
     on_change=_state.remember,
-    args=("compare_slow", "compare_slow"),
-    help="Many forward passes per map: seconds to minutes on a CPU.",
+    args=("compare_methods", "compare_methods"),
+    help="The sidebar's choice, every fast method, or every method (slow ones take seconds to "
+    "minutes each on a CPU).",
 )
-alpha = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="cmp_opacity")
-if not classes:
-    st.info("Pick at least one class.")
+alpha = c3.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="cmp_opacity")
+fast = [m for m, spec in METHODS.items() if not spec.slow]
+methods = {SIDEBAR: list(state.methods), FAST: fast, ALL: list(METHODS)}[preset or SIDEBAR]
+slow = [m for m in methods if get_method(m).slow]
+if slow:
+    st.caption(
+        f":material/hourglass_top: Slow methods in this set: "
+        f"{', '.join(method_name(m) for m in slow)} (up to a minute each on a CPU)."
+    )
+if not classes or not methods:
+    st.info("Pick at least one class, and a method in the sidebar or a preset above.")
     st.stop()
 
-methods = fast + (slow if with_slow else [])
 class_idx = [card.classes.index(c) for c in classes]
 bar = st.progress(0.0, text="Computing maps…")
 
 
 def _progress(done: int, total: int, method: str) -> None:
-    label = get_method(method).label if method in METHODS else method
-    bar.progress(done / max(total, 1), text=f"{label} ({done}/{total} methods)")
+    text = "done" if method == "done" else f"Computing {method_name(method)}"
+    bar.progress(done / max(total, 1), text=f"{text} ({done} of {total} methods)")
 
 
 maps, errors = opened.maps(methods, class_idx, _progress)
 bar.empty()
+methods = [m for m in methods if m not in errors]
 
+gt_names = sorted({b.cls for b in item.boxes})
 st.markdown(
     f"**{item.name}** ({item.source}) · layer `{state.layer}`"
-    f"{' · flip-averaged' if state.flips else ''} · GT: "
-    f"{', '.join(sorted({b.cls for b in item.boxes})) or 'none'}"
+    f"{' · flip-averaged' if state.flips else ''} · GT: {', '.join(gt_names) or 'none'}"
 )
-legend = render.legend_markdown(sorted({b.cls for b in item.boxes}))
-if legend:
-    st.markdown(f"GT colours: {legend} · white: boxes from the map", unsafe_allow_html=True)
+legend = render.legend_markdown(gt_names, map_boxes=True)
+st.markdown(f"Colours: {legend}", unsafe_allow_html=True)
+st.image(slides.colour_bar("jet", 360), caption=f"0 → 1: {slides.OWN_SCALE_TITLE}", width=360)
 
-grid = [1, *[2] * len(classes)] + ([7 - 2 * len(classes)] if len(classes) < 3 else [])
+scored = {
+    (m, ci): map_figures(maps[(m, ci)].cam, item.sample.boxes_for(card.classes[ci]))
+    for m in methods
+    for ci in class_idx
+}
+best = {ci: best_methods({m: scored[(m, ci)].scores for m in methods}) for ci in class_idx}
+
+grid = [1.2, *[1.6] * len(classes)] + ([1.6 * (4 - len(classes))] if len(classes) < 4 else [])
 header = st.columns(grid)
 header[0].markdown("**method**")
-for col, cls in zip(header[1:], classes, strict=False):
-    col.markdown(f"**{cls}** · p = {float(probs[card.classes.index(cls)]):.2f}")
+for col, ci in zip(header[1:], class_idx, strict=False):
+    p = float(probs[ci])
+    low = render.probability_note(p)
+    col.markdown(
+        f"**{card.classes[ci]}** · p = {p:.2f}" + (f" :orange-badge[{low}]" if low else "")
+    )
+row = st.columns(grid, vertical_alignment="center")
+row[0].markdown("**Image · GT**")
+for col, ci in zip(row[1:], class_idx, strict=False):
+    gt = item.sample.boxes_for(card.classes[ci])
+    col.image(
+        render.draw_boxes(render.to_rgb(item.image), gt),
+        caption=f"raw image · {len(gt)} {card.classes[ci]} GT box(es)",
+        width=TILE_PX,
+    )
+
 table = []
 for method in methods:
-    label = get_method(method).label
+    label = method_name(method)
     row = st.columns(grid, vertical_alignment="center")
     row[0].markdown(f"**{label}**")
-    if method in errors:
-        row[1].warning(errors[method])
-        continue
     for col, ci in zip(row[1:], class_idx, strict=False):
-        result = maps[(method, ci)]
+        result, figs = maps[(method, ci)], scored[(method, ci)]
         gt = item.sample.boxes_for(card.classes[ci])
-        scored = map_figures(result.cam, gt)
-        figures = render.scores_caption(scored.scores, result.blank)
+        star = " · ★ best" if method in best[ci] and len(best[ci]) < len(methods) else ""
         col.image(
             render.panel_image(
-                item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=scored.cam_boxes[:3]
+                item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=figs.cam_boxes[:3]
             ),
-            caption=f"{label} · {result.class_name} — {figures}",
-            width=280,
+            caption=f"{label} · {result.class_name} — "
+            f"{render.scores_caption(figs.scores, result.blank)}{star}",
+            width=TILE_PX,
             output_format="PNG",
         )
-        table.append({"method": label, "class": result.class_name, **scored.scores})
+        table.append({"method": label, "class": result.class_name, **figs.scores})
 
-if errors:
-    st.caption(f"{len(errors)} method(s) do not apply to this model; see the notes in their rows.")
+for message in errors.values():
+    st.warning(message)
+
+notes = []
+for ci in class_idx:
+    for relation in related_maps({m: maps[(m, ci)].cam for m in methods}):
+        notes.append(f"{card.classes[ci]}: {relation.describe()}")
+    if best[ci] and len(best[ci]) < len(methods):
+        names = ", ".join(method_name(m) for m in best[ci])
+        notes.insert(0, f"★ Best on {card.classes[ci]}: {names} (pointing, then energy, then IoU)")
+for note in notes:
+    st.caption(note)
+
+
+def _grid_png() -> bytes:
+    rows = [
+        [slides.gt_tile(item.image, item.boxes, title=f"{item.sample.stem} · ground truth")],
+        *[
+            [
+                slides.map_tile(
+                    item.image,
+                    maps[(m, ci)],
+                    p=float(probs[ci]),
+                    image_name=item.sample.stem,
+                    caption=render.scores_caption(scored[(m, ci)].scores, maps[(m, ci)].blank),
+                    gt_boxes=item.sample.boxes_for(card.classes[ci]),
+                    cam_boxes=scored[(m, ci)].cam_boxes[:3],
+                )
+                for ci in class_idx
+            ]
+            for m in methods
+        ],
+    ]
+    style = slides.SheetStyle(alpha=alpha, tile_px=260)
+    title = f"{item.name} · {card.name} · layer {state.layer}: methods compared"
+    return render.png_bytes(slides.sheet(rows, title=title, style=style))
+
+
+if methods:
+    st.download_button(
+        "Grid PNG",
+        _grid_png,
+        f"{item.sample.stem}_compare.png",
+        "image/png",
+        on_click="ignore",
+        icon=":material/download:",
+        help="The grid above as one slide-ready picture with its colour bar.",
+    )
 if table:
     st.markdown("#### Figures")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(table).rename(columns=metric_heading), hide_index=True, width="stretch"
+    )

@@ -33,8 +33,8 @@ def _open_in_explore(stem: str, cls: str, method: str) -> None:
     st.session_state["picked_sample"] = (sample, f"worst case: {stem}, {cls}, {method}")
     _state.set_pref("img_source", _picker.SOURCE_PICKED)
     _state.set_pref(_state.classes_pref(state.model_id, file_key(sample)), [cls])
-    if method not in st.session_state.get("methods", []):
-        st.session_state["methods"] = [*st.session_state.get("methods", []), method]
+    if method not in state.methods:  # the sidebar applies it (pending_methods)
+        st.session_state["pending_methods"] = [*state.methods, method]
     st.session_state["goto_explore"] = True
 
 

@@ -37,6 +37,8 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
         )
     st.markdown(" ".join(badges))
     st.caption(f"Checkpoint: `{ref.path}`")
+    if ref.classes is not None:  # built from the form's fields, no card
+        st.warning(catalogue.CARDLESS_WARNING, icon=":material/warning:")
     val = card.metrics.get("val", {}) if isinstance(card.metrics, dict) else {}
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Classes", len(card.classes))
@@ -69,7 +71,9 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
         st.line_chart(frame[[c for c in ("val_accuracy", "val_macro_f1") if c in frame]])
     st.markdown("**Recommended CAM configuration**")
     if card.recommendation is not None:
-        st.json(card.recommendation.to_dict(), expanded=True)
+        st.caption(catalogue.recommended_caption(card) or "")
+        with st.expander("Recommendation details (JSON)"):
+            st.json(card.recommendation.to_dict(), expanded=False)
     else:
         st.caption(
             "None recorded (run `python -m cam_core evaluate --auto-configure` on a "
@@ -81,6 +85,76 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
         st.json(json.loads(card.to_json()), expanded=False)
 
 
+def _register(ref: catalogue.ModelRef) -> None:
+    uploaded = [r for r in st.session_state.get("uploaded_models", []) if r.label != ref.label]
+    st.session_state["uploaded_models"] = [*uploaded, ref]
+    st.session_state["pending_model_choice"] = ref.label
+
+
+def _load_upload(files: list, arch: str, classes_text: str, multilabel: bool) -> None:
+    """Pair the dropped files into a checkpoint and its card, load it and select it; every
+    problem is shown as text naming the file."""
+    pair = catalogue.pair_checkpoint_files([(f.name, f.getvalue()) for f in files])
+    for message in pair.errors:
+        st.error(message, icon=":material/block:")
+    if pair.checkpoint is None:
+        if not files:
+            st.error("Choose a checkpoint file first (and its .json model card).")
+        return
+    try:
+        ref = catalogue.uploaded_model(
+            pair.checkpoint,
+            card_json=pair.card,
+            arch=None if arch.startswith("(") else arch,
+            classes=classes_text.split(","),
+            multilabel=multilabel,
+        )
+        _state.load_explainer(ref)
+    except (CheckpointError, ValueError, KeyError) as exc:
+        text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
+        st.error(catalogue.name_in_message(text), icon=":material/block:")
+        return
+    _register(ref)
+    with_card = f" with its card {pair.card[0]}" if pair.card else ""
+    # st.rerun() discards this run's elements: the message is shown by the next run.
+    st.session_state["model_loaded_message"] = (
+        f"{pair.checkpoint[0]}{with_card} loaded as **{ref.label}**; it is now selected in the "
+        "sidebar with its recommended settings."
+    )
+    st.rerun()
+
+
+st.subheader("Use your own checkpoint")
+if loaded_message := st.session_state.pop("model_loaded_message", None):
+    st.success(loaded_message)  # set just before the rerun that selects the new model
+with st.form("upload_model"):
+    files = st.file_uploader(
+        "Checkpoint and its model card: drop `model.pt` and `model.json` together "
+        "(weights: .pt, .pth, .safetensors, .bin)",
+        type=None,  # every file is let in and named for what it is, not refused on hover
+        accept_multiple_files=True,
+        key="ckpt_upload",
+    )
+    st.caption(
+        "Without a card the fields below are used and the normalisation is guessed from the "
+        "architecture: predictions and maps may be wrong."
+    )
+    c1, c2 = st.columns(2)
+    arch = c1.selectbox(
+        "Architecture",
+        ["(guess from the weights)", *ARCHS],
+        help="Ignored when a model card is given.",
+    )
+    multilabel = c1.checkbox("Multi-label (sigmoid outputs)")
+    classes_text = c2.text_area(
+        "Class names in output order (comma-separated)", ", ".join(NEU_CLASSES)
+    )
+    submitted = st.form_submit_button("Load checkpoint", icon=":material/upload:")
+
+if submitted:
+    _load_upload(list(files or []), arch, classes_text, multilabel)
+
+st.divider()
 if state.card is not None and state.model_ref is not None:
     card_view(state.card, state.model_ref)
 elif state.model_error:
@@ -101,61 +175,6 @@ if bundled:
     st.caption("Switch models in the sidebar.")
 else:
     st.caption(f"No bundled model in {_state.MODELS_DIR}.")
-
-
-def _register(ref: catalogue.ModelRef) -> None:
-    uploaded = [r for r in st.session_state.get("uploaded_models", []) if r.label != ref.label]
-    st.session_state["uploaded_models"] = [*uploaded, ref]
-    st.session_state["pending_model_choice"] = ref.label
-
-
-st.subheader("Use your own checkpoint")
-if loaded_message := st.session_state.pop("model_loaded_message", None):
-    st.success(loaded_message)  # set just before the rerun that selects the new model
-with st.form("upload_model"):
-    ckpt = st.file_uploader(
-        "Checkpoint (state_dict in .pt/.pth, or .safetensors)",
-        type=["pt", "pth", "safetensors", "bin"],
-        key="ckpt_upload",
-    )
-    card_file = st.file_uploader(
-        "Model card JSON (optional: replaces the fields below)", type=["json"], key="card_upload"
-    )
-    c1, c2 = st.columns(2)
-    arch = c1.selectbox(
-        "Architecture",
-        ["(guess from the weights)", *ARCHS],
-        help="Ignored when a model card is given.",
-    )
-    multilabel = c1.checkbox("Multi-label (sigmoid outputs)")
-    classes_text = c2.text_area(
-        "Class names in output order (comma-separated)", ", ".join(NEU_CLASSES)
-    )
-    submitted = st.form_submit_button("Load checkpoint", icon=":material/upload:")
-
-if submitted:
-    if ckpt is None:
-        st.error("Choose a checkpoint file first.")
-    else:
-        try:
-            ref = catalogue.uploaded_model(
-                (ckpt.name, ckpt.getvalue()),
-                card_json=(card_file.name, card_file.getvalue()) if card_file else None,
-                arch=None if arch.startswith("(") else arch,
-                classes=classes_text.split(","),
-                multilabel=multilabel,
-            )
-            _state.load_explainer(ref)
-        except (CheckpointError, ValueError, KeyError) as exc:
-            text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
-            st.error(catalogue.name_in_message(text), icon=":material/block:")
-        else:
-            _register(ref)
-            # st.rerun() discards this run's elements: the message is shown by the next run.
-            st.session_state["model_loaded_message"] = (
-                f"{ckpt.name} loaded; it is now selected in the sidebar."
-            )
-            st.rerun()
 
 st.subheader("Train a model")
 st.caption(

@@ -124,7 +124,7 @@ def test_bad_upload_is_reported_and_good_one_still_shows(app):
     xml = synth.voc_xml(f"{stem}.png", image.shape, boxes)
     app.session_state["_pref_img_source"] = "Upload"
     at = _ok(app.run())
-    at.file_uploader(key="explore_uploads").set_value(
+    at.file_uploader[0].set_value(
         [
             ("notes.jpg", b"this is a text file, not a JPEG", "image/jpeg"),
             (f"{stem}.png", _png(image), "image/png"),
@@ -154,9 +154,12 @@ def test_image_choice_survives_a_page_switch(app):
 def test_compare_grid_shows_every_fast_method(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/compare.py").run())
+    preset = next(g for g in at.get("button_group") if "All fast methods" in g.options)
+    preset.set_value("All fast methods")  # a preset (issue 14 item 12)
+    _ok(at.run())
     labels = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
     assert "**Grad-CAM**" in labels and "**EigenCAM**" in labels
-    assert "**Score-CAM**" not in labels  # slow methods are behind the checkbox
+    assert "**Score-CAM**" not in labels  # slow methods are in the "All methods" preset only
     cells = [c.caption for i in at.get("image") for c in i.proto.imgs if " — " in c.caption]
     assert sum(c.startswith("Grad-CAM · crazing — ") for c in cells) == 1
     crazing = [c for c in cells if " · crazing — " in c]  # the demo image's GT class
@@ -194,7 +197,8 @@ def test_evaluate_runs_on_the_synthetic_split_with_baselines(app):
 def test_models_page_shows_the_demo_card(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
-    assert at.subheader[0].value == "demo-synthetic"
+    # the upload form comes first (issue 14 item 14), then the card in use
+    assert [h.value for h in at.subheader][:2] == ["Use your own checkpoint", "demo-synthetic"]
     assert any("synthetic demo" in m.value for m in at.markdown)
     assert any("python -m cam_core train" in c.value for c in at.code)
     assert any(m.label == "Val accuracy" for m in at.metric)
@@ -204,7 +208,7 @@ def test_models_page_names_a_checkpoint_for_another_arch(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
     at.file_uploader(key="ckpt_upload").set_value(
-        ("demo_weights.pt", DEMO.read_bytes(), "application/octet-stream")
+        [("demo_weights.pt", DEMO.read_bytes(), "application/octet-stream")]
     )
     next(s for s in at.selectbox if s.label == "Architecture").set_value("resnet18")
     next(b for b in at.button if b.label == "Load checkpoint").click()
@@ -213,24 +217,30 @@ def test_models_page_names_a_checkpoint_for_another_arch(app):
     assert len(errors) == 1, errors
     assert errors[0].startswith("demo_weights.pt does not match architecture 'resnet18'")
     assert "missing keys" in errors[0]
-    assert at.subheader[0].value == "demo-synthetic"  # the page and the model in use still work
+    # the page and the model in use still work
+    assert "demo-synthetic" in [h.value for h in at.subheader]
 
 
 def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
+    # the checkpoint and its card dropped together in one box (issue 14 item 4)
     at.file_uploader(key="ckpt_upload").set_value(
-        ("mine.pt", DEMO.read_bytes(), "application/octet-stream")
-    )
-    at.file_uploader(key="card_upload").set_value(
-        ("mine.json", DEMO.with_suffix(".json").read_bytes(), "application/json")
+        [
+            ("mine.pt", DEMO.read_bytes(), "application/octet-stream"),
+            ("mine.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
+        ]
     )
     next(b for b in at.button if b.label == "Load checkpoint").click()
     _ok(at.run())
-    assert at.sidebar.selectbox(key="model_choice").value == "mine.pt (uploaded)"
-    assert at.subheader[0].value == "demo-synthetic"
+    # named by its card (issue 14 item 5)
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (uploaded)"
+    assert "demo-synthetic" in [h.value for h in at.subheader]
     assert any("mine.pt" in c.value for c in at.caption)
-    assert [m.value for m in at.success] == ["mine.pt loaded; it is now selected in the sidebar."]
+    assert [m.value for m in at.success] == [
+        "mine.pt with its card mine.json loaded as **demo-synthetic (uploaded)**; it is now "
+        "selected in the sidebar with its recommended settings."
+    ]
 
 
 def test_models_page_trains_a_tiny_model_with_progress(app, tmp_path, monkeypatch):
@@ -272,6 +282,269 @@ def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_m
     assert at.selectbox(key="box_threshold").value == 0.3  # the card's recommended threshold
     heat = _heat_captions(at)
     assert heat and all(("pointing" in c) or ("not scored" in c) for c in heat)
+
+
+# ---------------------------------------------------------------- issue 14, the app's journeys
+
+
+def _heat_methods(at):
+    return [c.split(" · ")[0] for c in _heat_captions(at)]
+
+
+def _source(at, name):
+    """Click an image source (Upload, Dataset, Synthetic demo) and rerun."""
+    next(g for g in at.get("button_group") if name in g.options).set_value(name)
+    return _ok(at.run())
+
+
+def test_real_data_with_the_synthetic_model_switches_to_a_real_model_and_says_so(app, tmp_path):
+    """Issue 14 item 3: on a fresh clone, typing a dataset folder while the synthetic-demo model
+    is selected switches to the best bundled real-data model, with a note; choosing the
+    synthetic model again on real data is warned about, in the sidebar and on the page."""
+    folder = synth.synthetic_folder(1, 3, root=tmp_path)  # any dataset folder reads as real
+    at = _ok(app.run())
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (synthetic demo)"
+    at.sidebar.text_input(key="dataset_dir").set_value(str(folder))
+    at.sidebar.selectbox(key="split").set_value("all")
+    _ok(at.run())
+    chosen = at.sidebar.selectbox(key="model_choice").value
+    assert "synthetic" not in chosen, chosen
+    notes = [i.value for i in at.sidebar.info]
+    assert any(n.startswith(f"Switched to **{chosen}** for the real data") for n in notes), notes
+    _source(at, "Dataset")
+    at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic (synthetic demo)")
+    _ok(at.run())
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (synthetic demo)"
+    assert any("trained on synthetic images" in w.value for w in at.sidebar.warning)
+    assert any("trained on synthetic images" in w.value for w in at.main.warning)
+
+
+def test_a_checkpoint_with_its_card_applies_the_recommendation_on_load(app):
+    """Issue 14 items 4 and 5: model.pt and model.json dropped together load as one model named
+    by its card, and the sidebar's layer, methods and Explore's threshold follow the card
+    (demo card: Grad-CAM++ @ layer2, threshold 0.3)."""
+    at = _ok(app.run())
+    at.sidebar.selectbox(key="layer").set_value("layer3")
+    at.sidebar.multiselect(key="methods").set_value(["hirescam"])
+    at.selectbox(key="box_threshold").set_value(0.6)
+    _ok(at.run())
+    _ok(at.switch_page("pages/models.py").run())
+    at.file_uploader(key="ckpt_upload").set_value(
+        [
+            ("model.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
+            ("model.pt", DEMO.read_bytes(), "application/octet-stream"),
+        ]
+    )
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    assert not [e.value for e in at.error]
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (uploaded)"
+    assert at.sidebar.selectbox(key="layer").value == "layer2"
+    assert at.sidebar.multiselect(key="methods").value[0] == "gradcam++"
+    _ok(at.switch_page("pages/explore.py").run())
+    assert at.selectbox(key="box_threshold").value == 0.3
+
+
+def test_a_checkpoint_without_its_card_is_a_visible_warning(app):
+    """Issue 14 item 4: "normalisation guessed" was a blue note; it is a warning, on the Models
+    page and in the sidebar."""
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    at.file_uploader(key="ckpt_upload").set_value(
+        [("bare.pt", DEMO.read_bytes(), "application/octet-stream")]
+    )
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    assert at.sidebar.selectbox(key="model_choice").value == "bare.pt (uploaded)"
+    assert any(w.value.startswith("Loaded without a model card") for w in at.main.warning)
+    assert any(w.value.startswith("Loaded without a model card") for w in at.sidebar.warning)
+
+
+def test_a_jpeg_in_the_checkpoint_box_is_let_in_and_named(app):
+    """Issue 14 item 6: the box refused a .jpg with a hover-only reason and then said "Choose a
+    checkpoint file first"; it takes any file and says what it is."""
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    box = at.file_uploader(key="ckpt_upload")
+    assert list(box.proto.type) == []  # no browser-side refusal
+    jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64)
+    box.set_value([("photo.jpg", jpeg, "image/jpeg")])
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("photo.jpg: a JPEG image, not a checkpoint")
+
+
+def test_uploads_add_up_and_the_selector_shows_the_image_drawn(app):
+    """Issue 14 item 7: a second batch adds to the first (the same image once), the selector
+    shows the image drawn, uploads stay listed after another page, and can be removed."""
+    (s1, im1, b1), (s2, im2, _) = synth.make_sample_set(1, seed=3)[:2]
+    app.session_state["_pref_img_source"] = "Upload"
+    at = _ok(app.run())
+    xml = synth.voc_xml(f"{s1}.png", im1.shape, b1)
+    at.file_uploader[0].set_value(
+        [(f"{s1}.png", _png(im1), "image/png"), (f"{s1}.xml", xml, "text/xml")]
+    )
+    _ok(at.run())
+    at.file_uploader[0].set_value(
+        [(f"{s2}.png", _png(im2), "image/png"), (f"{s1}.png", _png(im1), "image/png")]
+    )
+    _ok(at.run())
+    box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
+    names = list(box.options)  # shown by name
+    assert names == [f"{s2}.png", f"{s1}.png"], names
+    assert any(c.startswith(f"GT panel: {box.format_func(box.value)}") for c in _captions(at))
+    box.select_index(0)
+    _ok(at.run())
+    assert any(c.startswith(f"GT panel: {s2}.png") for c in _captions(at))
+    _ok(at.switch_page("pages/models.py").run())
+    _ok(at.switch_page("pages/explore.py").run())
+    box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
+    assert list(box.options) == names
+    assert any(c.startswith(f"GT panel: {s2}.png") for c in _captions(at))
+    next(b for b in at.button if b.label == "Remove").click()
+    _ok(at.run())
+    box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
+    assert list(box.options) == [f"{s1}.png"]
+
+
+def test_a_slow_method_keeps_the_drawn_panels_and_names_itself(app, monkeypatch):
+    """Issue 14 item 8: while Score-CAM computes, the Grad-CAM and Grad-CAM++ panels already
+    drawn stay on screen and its place says "Computing Score-CAM" with an estimate; the sidebar
+    warned before. (The computation is cut short, as a Stop would.)"""
+    import streamlit as st
+
+    from cam_core.explain import Explainer
+
+    at = _ok(app.run())
+    real = Explainer.explain
+
+    def stop_on_slow(self, images, methods, *args, **kwargs):
+        if "scorecam" in methods:
+            st.stop()  # what the screen shows while Score-CAM runs
+        return real(self, images, methods, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "explain", stop_on_slow)
+    at.sidebar.multiselect(key="methods").set_value(["gradcam", "gradcam++", "scorecam"])
+    _ok(at.run())
+    assert _heat_methods(at) == ["Grad-CAM", "Grad-CAM++"]
+    infos = [i.value for i in at.info]
+    assert any(i.startswith("Computing **Score-CAM** (") for i in infos), infos
+    assert not any("scorecam (" in i for i in infos)
+    assert any("Slow: Score-CAM" in c for c in at.sidebar.caption.values)
+    monkeypatch.setattr(Explainer, "explain", real)
+    _ok(at.run())
+    assert _heat_methods(at) == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    _ok(at.run())  # the sidebar now knows how long Score-CAM took here
+    assert any("Score-CAM (about" in c for c in at.sidebar.caption.values)
+
+
+def test_low_probability_maps_are_marked_and_the_scale_can_be_shared(app):
+    """Issue 14 item 9: a class at p < 0.1 is marked as such; the shared-scale toggle draws the
+    classes of one method on one scale, said on the colour bar."""
+    from cam_core.render import SHARED_SCALE_TITLE
+
+    at = _ok(app.run())
+    classes = next(m for m in at.multiselect if m.label == "Classes to explain")
+    classes.set_value(["crazing", "scratches"])  # scratches: p = 0.01 on crazing_synth_0000
+    _ok(at.run())
+    assert any(c.startswith(":orange[:material/warning: low probability") for c in _captions(at))
+    at.toggle(key="shared_scale").set_value(True)
+    _ok(at.run())
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [
+        t["colorbar"]["title"]["text"]
+        for c in charts
+        for t in c["data"]
+        if t.get("type") == "heatmap"
+    ]
+    assert titles == [SHARED_SCALE_TITLE] * 4, titles
+
+
+def test_explore_and_compare_offer_slide_ready_downloads(app):
+    """Issue 14 item 11: a slide PNG per panel, the image's GT + maps sheet, the Compare grid."""
+    at = _ok(app.run())
+    labels = _download_labels(at)
+    assert labels.count("Slide PNG") == 2 and "Sheet PNG: GT + all maps" in labels, labels
+    _ok(at.switch_page("pages/compare.py").run())
+    assert "Grid PNG" in _download_labels(at)
+
+
+def test_compare_follows_the_sidebar_and_marks_best_and_related_maps(app):
+    """Issue 14 item 12: the sidebar's methods by default, a raw/GT row, one colour bar, the
+    best method per class marked, identical maps flagged, readable table headings. (On the demo
+    image, Grad-CAM ranks first and LayerCAM equals Grad-CAM element-wise at layer2.)"""
+    at = _ok(app.run())
+    chosen = ["gradcam", "layercam", "gradcam-elementwise"]
+    at.sidebar.multiselect(key="methods").set_value(chosen)
+    _ok(at.run())
+    _ok(at.switch_page("pages/compare.py").run())
+    labels = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    rows = ["**Image · GT**", *[f"**{method_name(m)}**" for m in chosen]]
+    assert labels == ["**method**", *rows], labels
+    images = [c.caption for i in at.get("image") for c in i.proto.imgs]
+    assert sum(c.startswith("0 → 1: ") for c in images) == 1  # the one colour bar
+    assert any(c.startswith("raw image · ") for c in images)
+    assert any(c.startswith("Grad-CAM · crazing — ") and c.endswith("★ best") for c in images)
+    captions = _captions(at)
+    assert any(c.startswith("★ Best on crazing: Grad-CAM (") for c in captions), captions
+    assert "crazing: LayerCAM and Grad-CAM element-wise give identical maps (r = 1.00)" in captions
+    table = next(d.value for d in at.dataframe)
+    assert "method" in table.columns and "pointing" not in table.columns  # display names
+
+
+def test_first_screen_gallery_says_its_pages_and_collapses_on_a_pick(app, tmp_path):
+    """Issue 14 item 14: the pager says "page X of N"; a gallery click collapses the gallery so
+    the new maps are in view; Streamlit's Deploy button and menu are hidden."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] in ("viewer", "minimal")
+    folder = synth.synthetic_folder(4, 3, root=tmp_path)  # 24 images: two gallery pages
+    at = _ok(app.run())
+    at.sidebar.text_input(key="dataset_dir").set_value(str(folder))
+    at.sidebar.selectbox(key="split").set_value("all")
+    _ok(at.run())
+    _source(at, "Dataset")
+    if at.sidebar.selectbox(key="model_choice").value != "demo-synthetic (synthetic demo)":
+        at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic (synthetic demo)")
+        _ok(at.run())
+    assert next(n for n in at.number_input if n.label.startswith("Gallery page")).label == (
+        "Gallery page (of 2)"
+    )
+    assert "page 1 of 2 · 24 images" in _captions(at)
+    pick = next(b for b in at.button if b.label.endswith("_0003"))
+    pick.click()
+    _ok(at.run())
+    assert at.session_state["explore_image_stem_gallery"] is False
+    assert any(c.startswith(f"GT panel: {pick.label}") for c in _captions(at))
+
+
+def test_open_in_explore_adds_the_method_to_the_sidebar_and_draws_it(app):
+    """Issue 14 item 7: after "Open in Explore" the sidebar's methods and the maps drawn agree
+    (the worst case's method is added to both)."""
+    at = _ok(app.run())
+    at.sidebar.multiselect(key="methods").set_value(["gradcam"])
+    _ok(at.run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    next(m for m in at.multiselect if m.label == "Methods").set_value(["gradcam", "hirescam"])
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(6)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
+    methods = list(worst["method"])
+    row = next(i for i, m in enumerate(methods) if m in ("hirescam", "HiResCAM"))
+    at.session_state["worst_table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    _ok(at.run())
+    next(b for b in at.button if b.label.startswith("Open ")).click()
+    _ok(at.run())
+    assert at.title[0].value == "Explore"
+    sidebar = at.sidebar.multiselect(key="methods").value
+    assert sidebar == ["gradcam", "hirescam"], sidebar
+    assert _heat_methods(at) == [method_name(m) for m in sidebar]
+
+
+# ---------------------------------------------------------------- end of the app's journeys
 
 
 def _run_evaluation(at, n=6):
