@@ -184,13 +184,15 @@ def read_uploads(
 
 def merge_uploads(earlier: Iterable[ImageItem], new: Iterable[ImageItem]) -> tuple[ImageItem, ...]:
     """The uploads of a session after a new batch: ``earlier`` then ``new``, one item per
-    image content (:attr:`ImageItem.content`); a re-uploaded image (e.g. now with its XML)
-    replaces its earlier item and moves to the end.
+    image content (:attr:`ImageItem.content`); a re-uploaded image moves to the end and
+    replaces its earlier item (e.g. now with its XML), except that an annotated item is not
+    replaced by the same image without annotation.
     """
     merged: dict[str, ImageItem] = {}
     for item in (*earlier, *new):
-        merged.pop(item.content, None)
-        merged[item.content] = item
+        old = merged.pop(item.content, None)
+        keep_old = old is not None and old.has_annotation and not item.has_annotation
+        merged[item.content] = old if keep_old else item
     return tuple(merged.values())
 
 

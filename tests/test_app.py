@@ -376,8 +376,9 @@ def test_a_jpeg_in_the_checkpoint_box_is_let_in_and_named(app):
 
 
 def test_uploads_add_up_and_the_selector_shows_the_image_drawn(app):
-    """Issue 14 item 7: a second batch adds to the first (the same image once), the selector
-    shows the image drawn, uploads stay listed after another page, and can be removed."""
+    """Issue 14 item 7: a second batch adds to the first (the same image once, its annotation
+    kept), the selector shows the image drawn, uploads stay listed after another page, and can
+    be removed."""
     (s1, im1, b1), (s2, im2, _) = synth.make_sample_set(1, seed=3)[:2]
     app.session_state["_pref_img_source"] = "Upload"
     at = _ok(app.run())
@@ -386,26 +387,31 @@ def test_uploads_add_up_and_the_selector_shows_the_image_drawn(app):
         [(f"{s1}.png", _png(im1), "image/png"), (f"{s1}.xml", xml, "text/xml")]
     )
     _ok(at.run())
-    at.file_uploader[0].set_value(
-        [(f"{s2}.png", _png(im2), "image/png"), (f"{s1}.png", _png(im1), "image/png")]
-    )
+    at.file_uploader[0].set_value([(f"{s2}.png", _png(im2), "image/png")])
     _ok(at.run())
     box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
-    names = list(box.options)  # shown by name
-    assert names == [f"{s2}.png", f"{s1}.png"], names
-    assert any(c.startswith(f"GT panel: {box.format_func(box.value)}") for c in _captions(at))
+    assert list(box.options) == [f"{s1}.png", f"{s2}.png"]  # shown by name
+    assert box.format_func(box.value) == f"{s2}.png"  # the newest upload is drawn
+    assert any(c.startswith(f"GT panel: {s2}.png") for c in _captions(at))
+    at.file_uploader[0].set_value([(f"{s1}.png", _png(im1), "image/png")])  # again, no XML
+    _ok(at.run())
+    box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
+    assert list(box.options) == [f"{s2}.png", f"{s1}.png"]
+    assert any(c == f"{s1}.png · {len(b1)} GT box(es)" for c in _captions(at))
     box.select_index(0)
     _ok(at.run())
     assert any(c.startswith(f"GT panel: {s2}.png") for c in _captions(at))
     _ok(at.switch_page("pages/models.py").run())
     _ok(at.switch_page("pages/explore.py").run())
     box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
-    assert list(box.options) == names
+    assert list(box.options) == [f"{s2}.png", f"{s1}.png"]
+    assert box.format_func(box.value) == f"{s2}.png"
     assert any(c.startswith(f"GT panel: {s2}.png") for c in _captions(at))
     next(b for b in at.button if b.label == "Remove").click()
     _ok(at.run())
     box = next(s for s in at.selectbox if s.label.startswith("Uploaded image"))
     assert list(box.options) == [f"{s1}.png"]
+    assert any(c.startswith(f"GT panel: {s1}.png") for c in _captions(at))
 
 
 def test_a_slow_method_keeps_the_drawn_panels_and_names_itself(app, monkeypatch):

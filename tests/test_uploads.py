@@ -119,3 +119,6 @@ def test_merge_uploads_adds_a_batch_and_keeps_one_item_per_image(demo):
     merged = uploads.merge_uploads(merged, again)
     assert [i.name for i in merged] == ["other.png", f"{stem}.png"]
     assert merged[-1].has_annotation and merged[-1].content == first[0].content
+    # the same image again without its XML keeps the annotated item
+    merged = uploads.merge_uploads(merged, first)
+    assert [i.name for i in merged] == ["other.png", f"{stem}.png"] and merged[-1].has_annotation
