@@ -89,13 +89,18 @@ def _apply_recommendation(card: ModelCard, model_id: str, first_run: bool) -> No
         st.session_state["methods"] = [rec.method, *[m for m in chosen if m != rec.method]]
 
 
+SLOW_SECONDS = 8.0
+"""A method that took this long on one image here is named as slow (e.g. EigenCAM on a big
+layer), whatever its registry flag says."""
+
+
 def _slow_note(methods: list[str], model_id: str, flips: bool) -> str:
     """A caption naming the slow methods chosen and how long each took here (or may take)."""
     cache = cache_in(st.session_state)
     parts = []
     for m in methods:
         seconds = cache.estimate(model_id, m, flips)
-        if seconds is not None and (seconds >= 3 or get_method(m).slow):
+        if seconds is not None and (seconds >= SLOW_SECONDS or get_method(m).slow):
             parts.append(f"{method_name(m)} (about {max(seconds, 1):.0f} s per image here)")
         elif seconds is None and get_method(m).slow:
             parts.append(f"{method_name(m)} (up to a minute per image on a CPU)")

@@ -11,7 +11,7 @@ from cam_core.metrics import map_figures
 from cam_core.vocabulary import method_name, metric_heading
 from pages import _picker, _state
 
-SIDEBAR, FAST, ALL = "Sidebar's methods", "All fast methods", "All methods (slow too)"
+SIDEBAR, FAST, ALL = "Sidebar's methods", "All fast methods", "All methods"
 TILE_PX = 200
 
 opened = _picker.open_image_page(

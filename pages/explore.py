@@ -77,7 +77,7 @@ def _expected(method: str) -> str:
 
 def _controls() -> tuple[float, str, float | str, bool, bool]:
     """Display controls: opacity, colormap, map → boxes threshold, GT boxes, shared scale."""
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4 = st.columns(4)
     pref, keep = _state.pref, _state.remember
     alpha = c1.slider(
         "Heatmap opacity",
@@ -116,7 +116,7 @@ def _controls() -> tuple[float, str, float | str, bool, bool]:
         on_change=keep,
         args=("gt_on_heatmap", "gt_on_heatmap"),
     )
-    shared = c5.toggle(
+    shared = c4.toggle(
         "Shared scale across classes",
         pref("shared_scale", False),
         key="shared_scale",
