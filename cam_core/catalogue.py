@@ -135,14 +135,15 @@ CARDLESS_WARNING = (
 
 @dataclass(frozen=True)
 class CheckpointFiles:
-    """A batch of files dropped in the checkpoint box, sorted out: the one ``checkpoint``
-    (name, bytes), its ``card`` JSON when one came with it, and one message per problem, each
-    naming the file. ``checkpoint`` is None when there is nothing to load.
+    """The files in the checkpoint box, sorted out: the ``checkpoint`` (name, bytes) to load,
+    its ``card`` JSON when one came with it, ``errors`` saying why there is nothing to load
+    (``checkpoint`` None), and ``notes`` on files left unused. Every message names its file.
     """
 
     checkpoint: tuple[str, bytes] | None
     card: tuple[str, bytes] | None = None
     errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def _what_upload_is(name: str, data: bytes, folder: str | Path | None) -> str:
@@ -153,46 +154,42 @@ def _what_upload_is(name: str, data: bytes, folder: str | Path | None) -> str:
 def pair_checkpoint_files(
     files: Sequence[tuple[str, bytes]], *, folder: str | Path | None = None
 ) -> CheckpointFiles:
-    """Sort the (name, content) files dropped together into one checkpoint and its card.
+    """Sort the (name, content) files in the checkpoint box, in the order dropped, into one
+    checkpoint and its card.
 
-    The card is the ``.json`` of the checkpoint's stem (``model.pt`` + ``model.json``), else the
-    only ``.json`` given. A file of another type is named for what it is (e.g. "photo.jpg: a
-    JPEG image, not a checkpoint"); no checkpoint, several checkpoints, or several cards none
-    of which has the checkpoint's stem each give one message.
+    The checkpoint is the last weights file dropped (the box keeps earlier ones); the card is
+    the last ``.json`` of the checkpoint's stem (``model.pt`` + ``model.json``), else the last
+    ``.json``. A file of another type is named for what it is (e.g. "photo.jpg: a JPEG image,
+    not a checkpoint"): an error when there is no checkpoint, else a note, as are the files
+    left unused.
     """
     weights = [(n, d) for n, d in files if Path(n).suffix.lower() in CHECKPOINT_SUFFIXES]
     cards = [(n, d) for n, d in files if Path(n).suffix.lower() == ".json"]
     valid = ", ".join(CHECKPOINT_SUFFIXES)
-    errors = [
+    others = [
         f"{n}: {_what_upload_is(n, d, folder)} (this box takes weights: {valid}, with their "
         ".json model card)"
         for n, d in files
         if (n, d) not in weights and (n, d) not in cards
     ]
     if not weights:
-        if not errors:  # a file of another type already said what it is
-            dropped = ", ".join(n for n, _ in files) or "nothing"
-            errors.append(
-                f"No checkpoint among the files dropped ({dropped}): add the weights ({valid})"
-            )
-        return CheckpointFiles(None, None, tuple(errors))
-    if len(weights) > 1:
-        names = ", ".join(n for n, _ in weights)
-        errors.append(f"{len(weights)} checkpoints dropped ({names}): load one at a time")
-        return CheckpointFiles(None, None, tuple(errors))
-    checkpoint = weights[0]
+        dropped = ", ".join(n for n, _ in files) or "nothing"
+        missing = f"No checkpoint among the files dropped ({dropped}): add the weights ({valid})"
+        return CheckpointFiles(None, None, tuple(others or [missing]))
+    checkpoint = weights[-1]
     stem = Path(checkpoint[0]).stem
-    card = next((c for c in cards if Path(c[0]).stem == stem), None)
-    if card is None and len(cards) == 1:
-        card = cards[0]
-    elif card is None and cards:
-        names = ", ".join(n for n, _ in cards)
-        errors.append(
-            f"{names}: several cards and none is named {stem}.json; drop only the card of "
-            f"{checkpoint[0]}"
+    notes = list(others)
+    if len(weights) > 1:
+        earlier = ", ".join(n for n, _ in weights[:-1])
+        notes.append(
+            f"{earlier}: not loaded; only the last checkpoint dropped is ({checkpoint[0]})"
         )
-        return CheckpointFiles(None, None, tuple(errors))
-    return CheckpointFiles(checkpoint, card, tuple(errors))
+    named = [c for c in cards if Path(c[0]).stem == stem]
+    card = (named or cards or [None])[-1]
+    if card is not None and len(cards) > 1:
+        unused = ", ".join(c[0] for c in cards if c != card)
+        notes.append(f"{unused}: not used; the card of {checkpoint[0]} is {card[0]}")
+    return CheckpointFiles(checkpoint, card, (), tuple(notes))
 
 
 def uploaded_model(

@@ -97,6 +97,8 @@ def _load_upload(files: list, arch: str, classes_text: str, multilabel: bool) ->
     pair = catalogue.pair_checkpoint_files([(f.name, f.getvalue()) for f in files])
     for message in pair.errors:
         st.error(message, icon=":material/block:")
+    for note in pair.notes:
+        st.info(note, icon=":material/info:")
     if pair.checkpoint is None:
         if not files:
             st.error("Choose a checkpoint file first (and its .json model card).")
@@ -121,12 +123,15 @@ def _load_upload(files: list, arch: str, classes_text: str, multilabel: bool) ->
         f"{pair.checkpoint[0]}{with_card} loaded as **{ref.label}**; it is now selected in the "
         "sidebar with its recommended settings."
     )
+    st.session_state["model_loaded_notes"] = pair.notes
     st.rerun()
 
 
 st.subheader("Use your own checkpoint")
 if loaded_message := st.session_state.pop("model_loaded_message", None):
     st.success(loaded_message)  # set just before the rerun that selects the new model
+    for note in st.session_state.pop("model_loaded_notes", ()):
+        st.info(note, icon=":material/info:")
 with st.form("upload_model"):
     files = st.file_uploader(
         "Checkpoint and its model card: drop `model.pt` and `model.json` together "

@@ -111,12 +111,16 @@ def test_a_checkpoint_and_its_card_dropped_together_are_paired(tmp_path):
     assert pair.card == ("card.json", b"{}")
     pair = catalogue.pair_checkpoint_files([("w.pt", b"w")], folder=tmp_path)
     assert pair.checkpoint == ("w.pt", b"w") and pair.card is None
+    # the box keeps earlier files: the last checkpoint and its card are used, the rest named
     pair = catalogue.pair_checkpoint_files(
-        [("w.pt", b"w"), ("a.json", b"{}"), ("b.json", b"{}")], folder=tmp_path
+        [("old.pt", b"o"), ("old.json", b"{o}"), ("w.pt", b"w"), ("a.json", b"{a}")],
+        folder=tmp_path,
     )
-    assert pair.checkpoint is None
-    assert pair.errors == (
-        "a.json, b.json: several cards and none is named w.json; drop only the card of w.pt",
+    assert pair.checkpoint == ("w.pt", b"w") and pair.card == ("a.json", b"{a}")
+    assert pair.errors == ()
+    assert pair.notes == (
+        "old.pt: not loaded; only the last checkpoint dropped is (w.pt)",
+        "old.json: not used; the card of w.pt is a.json",
     )
 
 
@@ -132,8 +136,10 @@ def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path):
         "No checkpoint among the files dropped (card.json): add the weights "
         "(.pt, .pth, .safetensors, .bin)",
     )
-    pair = catalogue.pair_checkpoint_files([("a.pt", b"1"), ("b.pt", b"2")], folder=tmp_path)
-    assert pair.errors == ("2 checkpoints dropped (a.pt, b.pt): load one at a time",)
+    pair = catalogue.pair_checkpoint_files([("w.pt", b"w"), ("photo.jpg", jpeg)], folder=tmp_path)
+    assert pair.checkpoint == ("w.pt", b"w") and pair.errors == ()
+    (note,) = pair.notes
+    assert note.startswith("photo.jpg: a JPEG image, not a checkpoint")
 
 
 def test_an_uploaded_model_is_named_by_its_card(tmp_path):
