@@ -117,10 +117,10 @@ def _load_upload(files: list, arch: str, classes_text: str, multilabel: bool) ->
         st.error(catalogue.name_in_message(text), icon=":material/block:")
         return
     _register(ref)
-    with_card = f" with its card {pair.card[0]}" if pair.card else ""
+    with_card = f" with its card {pair.card[0]}" if pair.card else " without a card"
     # st.rerun() discards this run's elements: the message is shown by the next run.
     st.session_state["model_loaded_message"] = (
-        f"{pair.checkpoint[0]}{with_card} loaded as **{ref.label}**; it is now selected in the "
+        f"{pair.checkpoint[0]} loaded{with_card} as **{ref.label}**; it is now selected in the "
         "sidebar with its recommended settings."
     )
     st.session_state["model_loaded_notes"] = pair.notes

@@ -238,7 +238,7 @@ def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
     assert "demo-synthetic" in [h.value for h in at.subheader]
     assert any("mine.pt" in c.value for c in at.caption)
     assert [m.value for m in at.success] == [
-        "mine.pt with its card mine.json loaded as **demo-synthetic (uploaded)**; it is now "
+        "mine.pt loaded with its card mine.json as **demo-synthetic (uploaded)**; it is now "
         "selected in the sidebar with its recommended settings."
     ]
 
