@@ -12,7 +12,7 @@ from cam_core.vocabulary import method_name, metric_heading
 from pages import _picker, _state
 
 SIDEBAR, FAST, ALL = "Sidebar's methods", "All fast methods", "All methods"
-TILE_PX = 200
+TILES_PER_ROW = 5
 
 opened = _picker.open_image_page(
     "Compare methods",
@@ -84,44 +84,58 @@ scored = {
 }
 best = {ci: best_methods({m: scored[(m, ci)].scores for m in methods}) for ci in class_idx}
 
-grid = [1.2, *[1.6] * len(classes)] + ([1.6 * (4 - len(classes))] if len(classes) < 4 else [])
-header = st.columns(grid)
-header[0].markdown("**method**")
-for col, ci in zip(header[1:], class_idx, strict=False):
+heads = []
+for ci in class_idx:
     p = float(probs[ci])
     low = render.probability_note(p)
-    col.markdown(
-        f"**{card.classes[ci]}** · p = {p:.2f}" + (f" :orange-badge[{low}]" if low else "")
-    )
-row = st.columns(grid, vertical_alignment="center")
-row[0].markdown("**Image · GT**")
-for col, ci in zip(row[1:], class_idx, strict=False):
+    heads.append(f"**{card.classes[ci]}** (p = {p:.2f}" + (f", :orange[{low}])" if low else ")"))
+st.markdown("Each block: " + " · ".join(heads))
+
+
+def _gt_tile(ci: int) -> None:
     gt = item.sample.boxes_for(card.classes[ci])
-    col.image(
+    st.image(
         render.draw_boxes(render.to_rgb(item.image), gt),
         caption=f"raw image · {len(gt)} {card.classes[ci]} GT box(es)",
-        width=TILE_PX,
+        width="stretch",
     )
 
+
 table = []
-for method in methods:
+
+
+def _map_tile(method: str, ci: int) -> None:
     label = method_name(method)
-    row = st.columns(grid, vertical_alignment="center")
-    row[0].markdown(f"**{label}**")
-    for col, ci in zip(row[1:], class_idx, strict=False):
-        result, figs = maps[(method, ci)], scored[(method, ci)]
-        gt = item.sample.boxes_for(card.classes[ci])
-        star = " · ★ best" if method in best[ci] and len(best[ci]) < len(methods) else ""
-        col.image(
-            render.panel_image(
-                item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=figs.cam_boxes[:3]
-            ),
-            caption=f"{label} · {result.class_name} — "
-            f"{render.scores_caption(figs.scores, result.blank)}{star}",
-            width=TILE_PX,
-            output_format="PNG",
-        )
-        table.append({"method": label, "class": result.class_name, **figs.scores})
+    result, figs = maps[(method, ci)], scored[(method, ci)]
+    gt = item.sample.boxes_for(card.classes[ci])
+    star = " · ★ best" if method in best[ci] and len(best[ci]) < len(methods) else ""
+    st.image(
+        render.panel_image(
+            item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=figs.cam_boxes[:3]
+        ),
+        caption=f"{label} · {result.class_name} — "
+        f"{render.scores_caption(figs.scores, result.blank)}{star}",
+        width="stretch",
+        output_format="PNG",
+    )
+    table.append({"method": label, "class": result.class_name, **figs.scores})
+
+
+# Dense: blocks of one tile per class (the raw image with GT first, then one per method),
+# as many blocks side by side as fit TILES_PER_ROW tiles.
+blocks: list[str | None] = [None, *methods]
+per_row = max(1, TILES_PER_ROW // len(class_idx))
+for start in range(0, len(blocks), per_row):
+    cols = st.columns(per_row * len(class_idx))
+    for b, method in enumerate(blocks[start : start + per_row]):
+        for j, ci in enumerate(class_idx):
+            with cols[b * len(class_idx) + j]:
+                label = "Image · GT" if method is None else method_name(method)
+                st.markdown(f"**{label}**" if j == 0 else "&nbsp;")
+                if method is None:
+                    _gt_tile(ci)
+                else:
+                    _map_tile(method, ci)
 
 for message in errors.values():
     st.warning(message)
