@@ -132,7 +132,9 @@ def load(run: EvalRun) -> EvalResult:
 def show_state(result: EvalResult, run: EvalRun) -> None:
     """Done, or stopped at N of M with the classes it covers and a Resume button."""
     if result.complete:
-        st.success(f"**Done** — {result.status()}.", icon=":material/check_circle:")
+        st.success(
+            f"**Done** — {result.status().removeprefix('done: ')}.", icon=":material/check_circle:"
+        )
         return
     why = st.session_state.get("eval_why", "stopped")
     st.warning(

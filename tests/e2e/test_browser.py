@@ -3,11 +3,12 @@ panel beside one heatmap per method; then an Evaluate run. Screenshots go to
 artifacts/screenshots/ (and the Explore/Evaluate ones to docs/img/ for the README).
 """
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 from _server import CHROMIUM, ROOT, launch_kwargs, neu_det, settled, streamlit_server
-from _server import idle as _idle
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 DOCS_IMG = ROOT / "docs" / "img"
@@ -52,7 +53,7 @@ def _shot(page, name: str, docs: bool = False) -> None:
         shutil.copyfile(path, DOCS_IMG / f"{name}.png")
 
 
-def _set_methods(page, wanted: tuple[str, ...]) -> None:
+def _set_methods(page, wanted: tuple[str, ...], *, wait: bool = True) -> None:
     """Make the sidebar's method multiselect hold exactly ``wanted`` (labels, in order)."""
     box = page.locator("[data-testid=stSidebar] [data-testid=stMultiSelect]").first
     tags = box.locator("[data-tag] [title]")
@@ -68,72 +69,162 @@ def _set_methods(page, wanted: tuple[str, ...]) -> None:
             box.locator("input").click()
             page.get_by_role("option", name=label, exact=True).click()
             page.keyboard.press("Escape")
-            settled(page)
+            if wait or label != wanted[-1]:
+                settled(page)
     assert tags.all_inner_texts() == list(wanted)
 
 
-def test_upload_neu_image_two_methods_then_evaluate(browser_page, server):
+def _test_images(root, n: int = 3) -> list[tuple[Path, Path]]:
+    """``n`` test-split images of different classes with their XML (never in a training set)."""
+    from cam_core.data import load_dataset
+
+    picked: dict[str, tuple[Path, Path]] = {}
+    for sample in load_dataset(root, split="test").samples:
+        xml = root / "ANNOTATIONS" / f"{sample.stem}.xml"
+        if sample.label not in picked and xml.is_file():
+            picked[sample.label] = (sample.path, xml)
+    return list(picked.values())[:n]
+
+
+def _shown(selectbox) -> str:
+    """What a selectbox shows: its text and the value of its input."""
+    values = [i.input_value() for i in selectbox.locator("input").all()]
+    return " ".join([selectbox.text_content() or "", *values])
+
+
+def _errors(page) -> list[str]:
+    """Exceptions Streamlit drew on the page (a crashed section)."""
+    return page.locator("[data-testid=stException]").all_inner_texts()
+
+
+def test_newcomer_walk(browser_page, server, tmp_path):
+    """Issue 14's walk: dataset landing → upload three images with XML → add a slow method
+    (earlier panels stay) → Evaluate 30 images → every metric → Stop a second run (partial,
+    labelled, rows kept) → Models: checkpoint and card dropped together → the sidebar shows the
+    card's name and recommended layer."""
     root = neu_det()
     if root is None:
         pytest.skip("NEU-DET not found (set NEU_DET_DIR or put it in ../shared/NEU-DET)")
-    pairs = [
-        (image, root / "ANNOTATIONS" / f"{stem}.xml")
-        for stem in IMAGE_STEMS
-        for image in sorted((root / "IMAGES").glob(f"{stem}.*"))
-    ]
-    pairs = [(image, xml) for image, xml in pairs if xml.is_file()]
-    if not pairs:
-        pytest.skip(f"none of {IMAGE_STEMS} (image + XML) is in {root}")
-    image, xml = pairs[0]
+    pairs = _test_images(root)
+    assert len(pairs) == 3, pairs
     page = browser_page
     page.goto(server)
     page.get_by_role("heading", name="Explore").wait_for()
-    _idle(page)
+    settled(page)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    # landing on the dataset with the real-data model, on an image whose map is drawn
+    model_shown = _shown(sidebar.locator("[data-testid=stSelectbox]").first)
+    assert "neu-" in model_shown and "synthetic" not in model_shown, model_shown
+    page.get_by_text("GT panel:").first.wait_for()
+    _shot(page, "explore_landing")
+    assert not _errors(page)
 
-    # the first rerun of a session resets the sidebar: choose the source, then the methods
+    # three unseen images with their XML, dropped together
     page.locator("[data-testid=stButtonGroup] button", has_text="Upload").click()
-    page.locator("[data-testid=stFileUploader] input[type=file]").wait_for(state="attached")
+    uploader = page.locator("[data-testid=stFileUploader] input[type=file]")
+    uploader.wait_for(state="attached")
     settled(page)
     _set_methods(page, METHODS)
-    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
-        [str(image), str(xml)]
-    )
-    page.get_by_text(f"GT panel: {image.name}").wait_for()
-    _idle(page)
-    main_captions = page.locator("[data-testid=stMain] [data-testid=stCaptionContainer]")
-    captions = main_captions.all_inner_texts()
-    heat = [c for c in captions if " — " in c]
-    assert [c.split(" · ")[0] for c in heat] == list(METHODS), captions
-    assert all("pointing" in c or "not scored" in c for c in heat)
-    assert sum(c.startswith(f"GT panel: {image.name}") for c in captions) == 1
-    # the GT panel and one heatmap per method, drawn by plotly (+ the probability bars)
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4")
-    assert page.locator(".js-plotly-plot").count() == 1 + 1 + len(METHODS)
-    page.get_by_text("Ground truth ·").first.wait_for()
+    uploader.set_input_files([str(f) for pair in pairs for f in pair])
+    page.get_by_text("Uploaded image (3 in this session)").wait_for()
+    settled(page)
+    first = page.get_by_text("GT panel:").first.inner_text()
+    assert any(image.name in first for image, _ in pairs), first
+    main = page.locator("[data-testid=stMain]")
+    heat = [
+        c for c in main.locator("[data-testid=stCaptionContainer]").all_inner_texts() if " — " in c
+    ]
+    assert {c.split(" · ")[0] for c in heat} == set(METHODS), heat
     page.mouse.move(900, 700)
     page.mouse.wheel(0, 250)
     page.wait_for_timeout(500)
     _shot(page, "explore", docs=True)
 
+    # a slow method: the panels already drawn stay while it is computed into its place
+    before = main.get_by_text(f"{METHODS[0]} ·", exact=False).count()
+    _set_methods(page, (*METHODS, "Score-CAM (slow)"), wait=False)
+    page.get_by_text("Computing Score-CAM", exact=False).first.wait_for(timeout=60_000)
+    assert main.get_by_text(f"{METHODS[0]} ·", exact=False).count() >= before > 0
+    _shot(page, "explore_slow_method_running")
+    settled(page, timeout_ms=240_000)
+    heat = [
+        c for c in main.locator("[data-testid=stCaptionContainer]").all_inner_texts() if " — " in c
+    ]
+    assert any(c.startswith("Score-CAM ·") for c in heat), heat
+    assert not _errors(page)
+
+    # Evaluate 30 images, then every metric of the segmented control
     page.locator("[data-testid=stSidebarNav] a", has_text="Evaluate").click()
     page.get_by_role("heading", name="Evaluate").wait_for()
-    _idle(page)
+    settled(page)
     limit = page.get_by_label("Images (0 = all)")
-    limit.fill("18")
+    limit.fill("30")
     limit.press("Enter")
     page.get_by_role("button", name="Run evaluation").click()
-    page.get_by_role("heading", name="Worst cases").wait_for(timeout=120_000)
-    _idle(page)
-    assert page.get_by_text("baselines in the right-hand columns").count() == 1
+    page.get_by_text("Done", exact=False).first.wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Worst cases").wait_for()
+    settled(page)
+    metrics = page.locator("[data-testid=stMain] [data-testid=stButtonGroup]").first
+    labels = metrics.locator("button").all_inner_texts()
+    assert len(labels) >= 5, labels
+    for label in labels:
+        metrics.locator("button", has_text=label).first.click()
+        settled(page)
+        assert not _errors(page), (label, _errors(page))
+        assert page.get_by_role("button", name="HTML report").count() == 1, label
+    metrics.locator("button").first.click()
+    settled(page)
     page.mouse.move(900, 700)
     page.mouse.wheel(0, 380)
     page.wait_for_timeout(500)
     _shot(page, "evaluate", docs=True)
 
+    # a second, whole-split run stopped by our own button: a labelled partial result, rows kept
+    page.mouse.wheel(0, -5000)
+    limit.fill("0")
+    limit.press("Enter")
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_text("Running", exact=False).first.wait_for()
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=stAlertContainer]')]"
+        ".some(e => /Running\\D+[1-9]\\d* of/.test(e.innerText))",
+        timeout=180_000,
+    )
+    page.get_by_role("button", name="Stop").click()
+    partial = page.locator("[data-testid=stAlertContainer]", has_text="Partial result").first
+    partial.wait_for(timeout=120_000)
+    settled(page)
+    text = partial.inner_text()
+    assert "covers" in text and "stopped" in text.lower(), text
+    assert page.get_by_role("button", name="Resume").count() == 1
+    assert not _errors(page)
+    _shot(page, "evaluate_stopped")
+
+    # Models: a checkpoint and its card dropped together
+    bundled = ROOT / "models" / "neu-local-resnet18"
+    card = json.loads((bundled / "model.json").read_text())
+    card["name"] = "plant-release-7"
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    shutil.copyfile(bundled / "model.pt", tmp_path / "model.pt")
     page.locator("[data-testid=stSidebarNav] a", has_text="Models").click()
     page.get_by_role("heading", name="Models", exact=True).wait_for()
-    _idle(page)
+    settled(page)
+    form = page.locator("[data-testid=stForm]").first
+    form.locator("[data-testid=stFileUploader] input[type=file]").first.set_input_files(
+        [str(tmp_path / "model.pt"), str(tmp_path / "model.json")]
+    )
+    for name in ("model.pt", "model.json"):
+        _uploaded(form, name)
+    settled(page)
+    form.get_by_role("button", name="Load checkpoint").click()
+    page.get_by_text("plant-release-7", exact=False).first.wait_for()
+    settled(page)
     _shot(page, "models")
+    model_shown = _shown(sidebar.locator("[data-testid=stSelectbox]").first)
+    assert "plant-release-7 (uploaded)" in model_shown, model_shown
+    layer_shown = _shown(sidebar.locator("[data-testid=stSelectbox]", has_text="Target layer"))
+    assert card["recommended"]["layer"] in layer_shown, layer_shown
+    assert not _errors(page)
 
 
 class _Payload:
