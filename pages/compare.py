@@ -25,7 +25,7 @@ card, probs, default = explainer.card, opened.probs, list(opened.default_classes
 
 c1, c2, c3 = st.columns([2, 2, 1])
 classes = c1.multiselect(
-    "Classes (columns of the grid; rows are methods)",
+    "Classes (one tile each in every block)",
     card.classes,
     default=default,
     key=f"cmp_classes_{_state.short_key(state.model_id, item.key)}",
