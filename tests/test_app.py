@@ -663,7 +663,7 @@ def test_a_stopped_run_keeps_its_rows_and_is_labelled_partial_with_its_coverage(
     next(b for b in at.button if b.label.startswith("Resume (10 images left)")).click()
     _ok(at.run())
     assert sum(map(len, computed)) == 18
-    assert any("Done" in s.value and "done: 18 images" in s.value for s in at.success)
+    assert any("Done" in s.value and "Done** — 18 images" in s.value for s in at.success)
     assert not [w for w in at.warning if "Partial result" in w.value]
 
 
@@ -683,7 +683,7 @@ def test_results_show_their_own_settings_after_the_form_changes(app):
     assert "methods **Grad-CAM, Grad-CAM++**" in these
     (note,) = [i.value for i in at.info if "form above now differs" in i.value]
     assert "differs from these results in: methods." in note
-    assert any("done: 6 images" in s.value for s in at.success)
+    assert any("Done** — 6 images" in s.value for s in at.success)
 
 
 def test_leaving_the_page_mid_run_keeps_its_rows_and_says_so(app, monkeypatch):

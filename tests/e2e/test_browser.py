@@ -303,11 +303,12 @@ def test_hostile_checkpoints_are_named_and_refused_then_a_good_one_loads(
         alert.wait_for()
         assert message in alert.inner_text(), alert.inner_text()
         assert not marker.exists(), "the pickle's payload ran"
-    form.locator("[data-testid=stFileUploader] input[type=file]").nth(0).set_input_files(
-        str(tmp_path / "ok" / "ok.pt")
-    )
-    form.locator("[data-testid=stFileUploader] input[type=file]").nth(1).set_input_files(
-        str(tmp_path / "ok" / "ok.json")
+    # the checkpoint box keeps earlier files: clear them, then drop the checkpoint and its card
+    for remove in form.locator("[data-testid=stFileUploaderDeleteBtn] button").all()[::-1]:
+        remove.click()
+    settled(page)
+    form.locator("[data-testid=stFileUploader] input[type=file]").first.set_input_files(
+        [str(tmp_path / "ok" / "ok.pt"), str(tmp_path / "ok" / "ok.json")]
     )
     for name in ("ok.pt", "ok.json"):  # both uploads finished before the form is submitted
         _uploaded(form, name)
