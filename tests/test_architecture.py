@@ -118,7 +118,8 @@ def test_cam_core_never_imports_streamlit(path):
             else []
         )
         assert not any(n == "streamlit" or n.startswith("streamlit.") for n in names), (
-            f"{path.relative_to(ROOT)} imports streamlit (line {node.lineno}): the library stays UI-free"
+            f"{path.relative_to(ROOT)} imports streamlit (line {node.lineno}): "
+            "the library stays UI-free"
         )
 
 

@@ -86,7 +86,9 @@ def test_recommended_configuration_comes_first_and_is_described():
     assert text.startswith("Recommended: layercam @ layer3")
     assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
     assert "flip averaging" not in text
-    flipped = dataclasses.replace(card, recommended={**card.recommended, "flips": True})
+    flipped = dataclasses.replace(
+        card, recommended=dataclasses.replace(card.recommended, flips=True)
+    )
     assert catalogue.recommended_caption(flipped).startswith(
         "Recommended: layercam @ layer3 with flip averaging"
     )

@@ -202,7 +202,7 @@ def test_evaluate_writes_summary_report_and_card(voc, checkpoint, tmp_path, caps
         for lay in ("layer3", "layer2+layer3")
     )
     assert rec["flips"] is max(rec["candidates"], key=lambda c: c["score"])["flips"]
-    assert load_model(ckpt).card.recommended == rec
+    assert load_model(ckpt).card.recommended.to_dict() == rec
     # the card was rewritten through ModelCard: everything else in it is unchanged
     before = ModelCard.from_json(checkpoint.with_suffix(".json").read_text())
     after = load_model(ckpt).card

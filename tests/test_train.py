@@ -267,8 +267,8 @@ def test_demo_model_points_into_planted_defects():
     point into a planted box of the true class on ≥ 90 % of them."""
     loaded = load_model(_bundled("demo-synthetic"))
     card = loaded.card
-    rec = card.recommended or {}
-    method, layers = rec.get("method", "gradcam"), rec.get("layer")
+    rec = card.recommended
+    method, layers = (rec.method, rec.layer) if rec else ("gradcam", None)
     samples = make_sample_set(8, seed=12345)
     images = [img for _, img, _ in samples]
     targets = [[NEU_CLASSES.index(stem.split("_synth_")[0])] for stem, _, _ in samples]
@@ -328,21 +328,21 @@ def test_default_model_recommended_map_reproduces_its_card_and_beats_the_baselin
 
     ref = catalogue.bundled_models(ROOT / "models")[0]
     rec = load_model(ref.path).card.recommended
-    assert rec and rec["calibration"]["split"] == "val", "default model has no val calibration"
+    assert rec and rec.calibration.split == "val", "default model has no val calibration"
     table = evaluate(
         EvalConfig(
             data=str(NEU),
             checkpoint=ref.path,
             split="val",
-            methods=(rec["method"],),
-            layers=(rec["layer"],),
-            flip_smooth=bool(rec.get("flips")),
+            methods=(rec.method,),
+            layers=(rec.layer,),
+            flip_smooth=rec.flips,
         )
     ).summary()
     overall = table[table["class"] == "all"].set_index("method")
-    ours = overall.loc[rec["method"]]
-    assert ours["pointing"] == pytest.approx(rec["figures"]["pointing"], abs=0.005)
-    assert ours["energy"] == pytest.approx(rec["figures"]["energy"], abs=0.005)
+    ours = overall.loc[rec.method]
+    assert ours["pointing"] == pytest.approx(rec.figures["pointing"], abs=0.005)
+    assert ours["energy"] == pytest.approx(rec.figures["energy"], abs=0.005)
     # Clearly beats the trivial maps (on val the centre point alone scores 0.60).
     assert ours["pointing"] >= overall.loc["baseline:centre", "pointing"] + 0.15
     assert ours["energy"] >= overall.loc["baseline:uniform", "energy"] + 0.2

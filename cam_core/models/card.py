@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ class Calibration:
 
 
 @dataclass(frozen=True, eq=False)
-class Recommendation(Mapping[str, Any]):
+class Recommendation:
     """A model's auto-configured CAM setting: the card's ``"recommended"`` JSON object.
 
     ``method`` @ ``layer`` (a layer path, or layer paths joined by ``+``), averaged over the
@@ -134,8 +134,7 @@ class Recommendation(Mapping[str, Any]):
     ``candidates``: every setting tried. ``calibration``: split, n and rules.
 
     Parsed and validated once (:meth:`from_dict`, when the card is built or read); read the
-    attributes. The ``Mapping`` base (``rec["layer"]``) only keeps callers written for the old
-    free dict working while they migrate to the attributes; delete it once none is left.
+    attributes (there is no dict access: every caller reads one typed value).
     """
 
     method: str
@@ -198,16 +197,6 @@ class Recommendation(Mapping[str, Any]):
             else {k: v for k, v in dataclasses.asdict(self.calibration).items() if v is not None},
         }
         return {k: v for k, v in out.items() if v is not None}
-
-    # Transitional Mapping view of to_dict() (see the class docstring).
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
 
 
 @dataclass(frozen=True)
