@@ -113,6 +113,12 @@ def _activations(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return a
 
 
+def _fem(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    # each channel weighted by the share of its locations above its mean + 2 standard deviations
+    th = a.mean(dim=(2, 3), keepdim=True) + 2 * a.std(dim=(2, 3), correction=0, keepdim=True)
+    return (a > th).float().mean(dim=(2, 3), keepdim=True) * a
+
+
 METHODS: dict[str, MethodSpec] = {}
 
 
@@ -205,6 +211,16 @@ for _spec in (
         project=True,
         library_class="EigenCAM",
         description="First principal component of the activations: class-agnostic.",
+    ),
+    MethodSpec(
+        "fem",
+        "FEM",
+        "activation",
+        class_specific=False,
+        formula=_fem,
+        library_class="FEM",
+        description="Channels weighted by their share of 2-sigma outliers (Fuad et al. 2020): "
+        "class-agnostic.",
     ),
     MethodSpec(
         "cam",
