@@ -122,7 +122,7 @@ class Calibration:
         return cls(n=None if n is None else int(_number(n, f"{at}.n")), **texts)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Recommendation:
     """A model's auto-configured CAM setting: the card's ``"recommended"`` JSON object.
 
