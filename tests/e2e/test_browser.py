@@ -74,16 +74,17 @@ def _set_methods(page, wanted: tuple[str, ...], *, wait: bool = True) -> None:
     assert tags.all_inner_texts() == list(wanted)
 
 
-def _test_images(root, n: int = 3) -> list[tuple[Path, Path]]:
-    """``n`` test-split images of different classes with their XML (never in a training set)."""
+def _test_images(root, classes=("scratches", "inclusion", "patches")) -> list[tuple[Path, Path]]:
+    """One test-split image (never in a training set) of each of ``classes``, with its XML;
+    the first is the one drawn after the upload (and in the README's screenshot)."""
     from cam_core.data import load_dataset
 
     picked: dict[str, tuple[Path, Path]] = {}
     for sample in load_dataset(root, split="test").samples:
         xml = root / "ANNOTATIONS" / f"{sample.stem}.xml"
-        if sample.label not in picked and xml.is_file():
+        if sample.label in classes and sample.label not in picked and xml.is_file():
             picked[sample.label] = (sample.path, xml)
-    return list(picked.values())[:n]
+    return [picked[c] for c in classes if c in picked]
 
 
 def _shown(selectbox) -> str:
