@@ -21,6 +21,7 @@ import streamlit as st
 
 from cam_core.data import Sample
 from cam_core.evaluation import EvalConfig, EvalResult, evaluate, run_folder
+from cam_core.evaluation.store import prune_stores
 from cam_core.explain import Explainer
 from cam_core.vocabulary import method_name
 
@@ -40,10 +41,17 @@ class EvalRun:
     active: bool = True
 
 
+STORES = Path(tempfile.gettempdir()) / "cam-core-eval"
+"""Every browser session's row stores; a session's folder is deleted 7 days after its last run."""
+STORE_DAYS = 7
+
+
 def run_root() -> Path:
     """This browser session's folder of row stores (one sub-folder per run identity)."""
-    token = st.session_state.setdefault("_eval_session", uuid.uuid4().hex)
-    return Path(tempfile.gettempdir()) / "cam-core-eval" / token
+    if "_eval_session" not in st.session_state:
+        st.session_state["_eval_session"] = uuid.uuid4().hex
+        prune_stores(STORES, STORE_DAYS * 86_400, keep=st.session_state["_eval_session"])
+    return STORES / st.session_state["_eval_session"]
 
 
 def start(cfg: EvalConfig, samples: tuple[Sample, ...], explainer: Explainer) -> None:

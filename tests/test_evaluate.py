@@ -602,3 +602,21 @@ def test_report_bars_are_render_metric_bars_one_colour_per_method(voc, checkpoin
         rows = table[(table["method"] == method)].set_index("class")["pointing"]
         assert list(trace.x) == list(rows.index)
         assert list(trace.y) == pytest.approx(list(rows), nan_ok=True)
+
+
+def test_old_session_stores_are_pruned_and_the_kept_and_recent_ones_stay(tmp_path):
+    import os
+    import time
+
+    from cam_core.evaluation.store import prune_stores
+
+    for name in ("old", "recent", "mine"):
+        (tmp_path / name / "run").mkdir(parents=True)
+    week = 7 * 86_400
+    stale = time.time() - week - 60
+    for name in ("old", "mine"):
+        os.utime(tmp_path / name, (stale, stale))
+    gone = prune_stores(tmp_path, week, keep="mine")
+    assert gone == [tmp_path / "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "recent"]
+    assert prune_stores(tmp_path / "missing", week) == []

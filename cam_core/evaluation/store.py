@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from cam_core.evaluation.config import PXAP_BINS, EvalConfig
 from cam_core.evaluation.rows import MAXBOX
 from cam_core.models import ModelCard
 
-__all__ = ["FORMAT", "RowStore", "identity_key", "run_identity"]
+__all__ = ["FORMAT", "RowStore", "identity_key", "prune_stores", "run_identity"]
 
 FORMAT = 1
 """Bump when rows.jsonl changes meaning."""
@@ -138,3 +140,24 @@ class RowStore:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
             f.flush()
             os.fsync(f.fileno())
+
+
+def prune_stores(root: str | os.PathLike[str], max_age_s: float, *, keep: str = "") -> list[Path]:
+    """Delete the sub-folders of ``root`` (one per browser session's row stores) not modified
+    for ``max_age_s`` seconds, except ``keep``; returns what was deleted. A folder that vanishes
+    or cannot be deleted meanwhile (another server process) is left alone.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    cutoff = time.time() - max_age_s
+    gone = []
+    for folder in base.iterdir():
+        try:
+            old = folder.is_dir() and folder.name != keep and folder.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if old:
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder)
+    return gone
