@@ -22,26 +22,36 @@ from typing import Literal
 
 import numpy as np
 
-from cam_core.vocabulary import method_name
+from cam_core.vocabulary import method_name, metric_info
 
 __all__ = [
     "IDENTICAL_R",
     "INVERTED_R",
     "RANKING",
+    "SAME_R",
     "MapRelation",
     "best_methods",
     "map_correlation",
+    "ranking_text",
     "related_maps",
 ]
 
 IDENTICAL_R = 0.99
-"""Maps whose pixel correlation is at least this are flagged identical."""
+"""Maps whose pixel correlation is at least this are flagged (nearly) identical."""
+
+SAME_R = 0.9999
+"""Flagged maps are called "identical" (not "nearly identical") from this correlation up, or
+when no pixel differs by more than :data:`SAME_ATOL`."""
+
+SAME_ATOL = 1e-4
+"""Largest per-pixel difference (map units) of two maps still called identical."""
 
 INVERTED_R = -0.9
 """Maps whose pixel correlation is at most this are flagged sign-inverted."""
 
-RANKING: tuple[str, ...] = ("pointing", "energy", "iou")
-"""Panel figures that pick the best method, compared in this order (ties go to the next)."""
+RANKING: tuple[str, ...] = ("pointing", "energy", "iou", "box_iou")
+"""Panel figures that pick the best method, compared in this order (ties go to the next); all
+are figures the Compare captions show."""
 
 
 def _as_map(cam: np.ndarray, name: str) -> np.ndarray:
@@ -74,19 +84,20 @@ def map_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
 @dataclass(frozen=True)
 class MapRelation:
     """Two methods (ids, in the order given) whose maps are ``kind``: "identical" (correlation
-    >= :data:`IDENTICAL_R`) or "inverted" (<= :data:`INVERTED_R`).
+    >= :data:`SAME_R`, or equal to within :data:`SAME_ATOL`), "nearly identical" (>= the flag level,
+    :data:`IDENTICAL_R` by default) or "inverted" (<= :data:`INVERTED_R`).
     """
 
     first: str
     second: str
     correlation: float
-    kind: Literal["identical", "inverted"]
+    kind: Literal["identical", "nearly identical", "inverted"]
 
     def describe(self) -> str:
         """A sentence for the page: "Grad-CAM and HiResCAM give identical maps (r = 1.00)"."""
-        what = "identical maps" if self.kind == "identical" else "sign-inverted maps"
+        what = "sign-inverted" if self.kind == "inverted" else self.kind
         first, second = method_name(self.first), method_name(self.second)
-        return f"{first} and {second} give {what} (r = {self.correlation:.2f})"
+        return f"{first} and {second} give {what} maps (r = {self.correlation:.2f})"
 
 
 def related_maps(
@@ -95,9 +106,9 @@ def related_maps(
     identical: float = IDENTICAL_R,
     inverted: float = INVERTED_R,
 ) -> list[MapRelation]:
-    """Every pair of ``maps`` (method id → map of the same image and class) that is identical or
-    sign-inverted, pairs in the mapping's order. A method identical to an earlier one is still
-    compared with the rest, so a group of three equal maps gives three pairs.
+    """Every pair of ``maps`` (method id → map of the same image and class) that is (nearly)
+    identical or sign-inverted, pairs in the mapping's order. A method identical to an earlier
+    one is still compared with the rest, so a group of three equal maps gives three pairs.
     """
     if not -1.0 <= inverted < identical <= 1.0:
         raise ValueError(f"need -1 <= inverted < identical <= 1, got {inverted}, {identical}")
@@ -107,10 +118,22 @@ def related_maps(
         for second in names[i + 1 :]:
             r = map_correlation(maps[first], maps[second])
             if r is not None and r >= identical:
-                found.append(MapRelation(first, second, r, "identical"))
+                same = r >= SAME_R or _max_diff(maps[first], maps[second]) <= SAME_ATOL
+                found.append(
+                    MapRelation(first, second, r, "identical" if same else "nearly identical")
+                )
             elif r is not None and r <= inverted:
                 found.append(MapRelation(first, second, r, "inverted"))
     return found
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def ranking_text(keys: Sequence[str] = RANKING) -> str:
+    """How :func:`best_methods` ranks, in caption names: "pointing, then energy, then IoU…"."""
+    return ", then ".join(metric_info(k).short for k in keys)
 
 
 def _rank_value(value: float | bool | None) -> float:
@@ -122,7 +145,7 @@ def best_methods(
     keys: Sequence[str] = RANKING,
 ) -> tuple[str, ...]:
     """The methods whose panel figures (method id → :func:`localization_scores`-style dict) rank
-    first, comparing ``keys`` in order (a pointing hit first, then energy, then IoU); every
+    first, comparing ``keys`` in order (a pointing hit, energy, pixel IoU, box IoU); every
     method tied at the top is returned, in the mapping's order. () when no method has a figure
     (no GT box of the class: nothing to rank on).
     """

@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from cam_core import render, slides
-from cam_core.agreement import best_methods, related_maps
+from cam_core.agreement import best_methods, ranking_text, related_maps
+from cam_core.catalogue import BOX_THRESHOLDS, recommended_threshold
 from cam_core.methods import METHODS, get_method
 from cam_core.metrics import map_figures
 from cam_core.vocabulary import method_name, metric_heading
@@ -22,6 +23,13 @@ opened = _picker.open_image_page(
 )
 state, explainer, item = opened.state, opened.explainer, opened.item
 card, probs, default = explainer.card, opened.probs, list(opened.default_classes)
+# Explore's map → boxes threshold (its pref, else the card's recommendation), so one image,
+# method and class give the same figures on both pages.
+threshold = BOX_THRESHOLDS[
+    _state.index_of(
+        BOX_THRESHOLDS, _state.pref("box_threshold", recommended_threshold(card, BOX_THRESHOLDS))
+    )
+]
 
 c1, c2, c3 = st.columns([2, 2, 1])
 classes = c1.multiselect(
@@ -46,10 +54,20 @@ alpha = c3.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="cmp_opacity")
 fast = [m for m, spec in METHODS.items() if not spec.slow]
 methods = {SIDEBAR: list(state.methods), FAST: fast, ALL: list(METHODS)}[preset or SIDEBAR]
 slow = [m for m in methods if get_method(m).slow]
+
+
+def _expected(method: str) -> str:
+    seconds = opened.cache.estimate(state.model_id, method, state.flips)
+    if seconds is not None:
+        return f"about {seconds:.0f} s, as last time"
+    return "up to a minute on a CPU"
+
+
 if slow:
     st.caption(
-        f":material/hourglass_top: Slow methods in this set: "
-        f"{', '.join(method_name(m) for m in slow)} (up to a minute each on a CPU)."
+        ":material/hourglass_top: Slow methods in this set: "
+        + ", ".join(f"{method_name(m)} ({_expected(m)})" for m in slow)
+        + "."
     )
 if not classes or not methods:
     st.info("Pick at least one class, and a method in the sidebar or a preset above.")
@@ -71,14 +89,17 @@ methods = [m for m in methods if m not in errors]
 gt_names = sorted({b.cls for b in item.boxes})
 st.markdown(
     f"**{item.name}** ({item.source}) · layer `{state.layer}`"
-    f"{' · flip-averaged' if state.flips else ''} · GT: {', '.join(gt_names) or 'none'}"
+    f"{' · flip-averaged' if state.flips else ''} · map → boxes threshold {threshold} "
+    f"(Explore's) · GT: {', '.join(gt_names) or 'none'}"
 )
 legend = render.legend_markdown(gt_names, map_boxes=True)
 st.markdown(f"Colours: {legend}", unsafe_allow_html=True)
 st.image(slides.colour_bar("jet", 360), caption=f"0 → 1: {slides.OWN_SCALE_TITLE}", width=360)
 
 scored = {
-    (m, ci): map_figures(maps[(m, ci)].cam, item.sample.boxes_for(card.classes[ci]))
+    (m, ci): map_figures(
+        maps[(m, ci)].cam, item.sample.boxes_for(card.classes[ci]), threshold=threshold
+    )
     for m in methods
     for ci in class_idx
 }
@@ -146,7 +167,7 @@ for ci in class_idx:
         notes.append(f"{card.classes[ci]}: {relation.describe()}")
     if best[ci] and len(best[ci]) < len(methods):
         names = ", ".join(method_name(m) for m in best[ci])
-        notes.insert(0, f"★ Best on {card.classes[ci]}: {names} (pointing, then energy, then IoU)")
+        notes.insert(0, f"★ Best on {card.classes[ci]}: {names} (ranked by {ranking_text()})")
 for note in notes:
     st.caption(note)
 

@@ -47,6 +47,31 @@ def test_related_maps_flags_identical_and_inverted_pairs():
         A.related_maps(maps, identical=0.5, inverted=0.6)
 
 
+def test_maps_that_differ_slightly_are_nearly_identical_not_identical():
+    """QA walk: "identical maps (r = 0.99)" beside box IoUs 0.76 and 0.55. A correlation of
+    0.99 is "nearly identical"; "identical" only when the maps really are the same."""
+    a = _blob(20, 20)
+    b = 0.9 * a + 0.1 * _blob(26, 22)  # a slightly shifted mass: r in [0.99, 0.9999)
+    r = A.map_correlation(a, b)
+    assert A.IDENTICAL_R <= r < A.SAME_R
+    (found,) = A.related_maps({"gradcam": a, "hirescam": b})
+    assert found.kind == "nearly identical"
+    assert found.describe() == f"Grad-CAM and HiResCAM give nearly identical maps (r = {r:.2f})"
+    (same,) = A.related_maps({"gradcam": a, "hirescam": a + 5e-5})  # equal to 1e-4
+    assert same.kind == "identical" and "give identical maps" in same.describe()
+
+
+def test_best_methods_rank_on_box_iou_when_the_rest_tie():
+    """QA walk: a method was starred with the lowest box IoU; box IoU is a shown figure and
+    breaks ties, and the ranking is said in the captions' names."""
+    scores = {
+        "gradcam": {"pointing": True, "energy": 0.6, "iou": 0.3, "box_iou": 0.55},
+        "hirescam": {"pointing": True, "energy": 0.6, "iou": 0.3, "box_iou": 0.76},
+    }
+    assert A.best_methods(scores) == ("hirescam",)
+    assert A.ranking_text() == "pointing, then energy, then IoU, then box IoU"
+
+
 def test_best_methods_rank_pointing_then_energy_then_iou():
     scores = {
         "gradcam": {"pointing": True, "energy": 0.6, "iou": 0.3},

@@ -181,8 +181,8 @@ def test_evaluate_runs_on_the_synthetic_split_with_baselines(app):
     assert len(at.get("plotly_chart")) == 1
     assert any("Worst cases" in h.value for h in at.subheader)
     # select the worst case and open it on Explore
-    worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
-    stem, cls = worst.loc[0, "stem"], worst.loc[0, "class"]
+    worst = next(d.value for d in at.dataframe if "Image" in d.value.columns)
+    stem, cls = worst.loc[0, "Image"], worst.loc[0, "Class"]
     at.session_state["worst_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     _ok(at.run())
     opener = next(b for b in at.button if b.label.startswith(f"Open {stem}"))
@@ -476,6 +476,20 @@ def test_explore_and_compare_offer_slide_ready_downloads(app):
     assert "Grid PNG" in _download_labels(at)
 
 
+def test_compare_uses_explores_threshold_so_both_pages_give_the_same_figures(app):
+    """QA walk: Compare scored maps at 0.5 while Explore used the chosen map → boxes threshold,
+    so one image, method and class showed different figures on the two pages."""
+    at = _ok(app.run())
+    at.selectbox(key="box_threshold").set_value(0.7)
+    _ok(at.run())
+    explore = next(c for c in _heat_captions(at) if c.startswith("Grad-CAM · crazing — "))
+    _ok(at.switch_page("pages/compare.py").run())
+    assert "map → boxes threshold 0.7" in at.markdown[0].value
+    cells = [c.caption for i in at.get("image") for c in i.proto.imgs]
+    compare = next(c for c in cells if c.startswith("Grad-CAM · crazing — "))
+    assert compare.removesuffix(" · ★ best") == explore
+
+
 def test_compare_follows_the_sidebar_and_marks_best_and_related_maps(app):
     """Issue 14 item 12: the sidebar's methods by default, a raw/GT row, one colour bar, the
     best method per class marked, identical maps flagged, readable table headings. (On the demo
@@ -537,12 +551,14 @@ def test_open_in_explore_adds_the_method_to_the_sidebar_and_draws_it(app):
     next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(6)
     next(b for b in at.button if b.label == "Run evaluation").click()
     _ok(at.run())
-    worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
-    methods = list(worst["method"])
-    row = next(i for i, m in enumerate(methods) if m in ("hirescam", "HiResCAM"))
+    worst = next(d.value for d in at.dataframe if "Image" in d.value.columns)
+    methods = list(worst["Method"])
+    row = methods.index("HiResCAM")  # shown by name
     at.session_state["worst_table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
     _ok(at.run())
-    next(b for b in at.button if b.label.startswith("Open ")).click()
+    opener = next(b for b in at.button if b.label.startswith("Open "))
+    assert opener.label.endswith(" · HiResCAM in Explore"), opener.label
+    opener.click()
     _ok(at.run())
     assert at.title[0].value == "Explore"
     sidebar = at.sidebar.multiselect(key="methods").value
@@ -585,8 +601,71 @@ def test_every_evaluation_metric_shows_worst_cases_and_keeps_the_downloads(app):
         assert at.get("button_group")[0].value == by_label[label]
         assert not [e.value for e in at.error], (label, [e.value for e in at.error])
         assert _download_labels(at) == ["Summary CSV", "Rows CSV", "HTML report"], label
-        worst = next(d.value for d in at.dataframe if "stem" in d.value.columns)
+        worst = next(d.value for d in at.dataframe if "Image" in d.value.columns)
         assert len(worst) > 0, label
+
+
+def test_worst_cases_table_and_target_rules_show_display_names(app):
+    """QA walk: the worst-case table showed "gradcam", box_iou, iou and score; the target-rule
+    options "file-class". People read names; the ids stay in the CSVs."""
+    at = _run_evaluation(_ok(app.run()))
+    rule = next(s for s in at.selectbox if s.label == "Target classes")
+    assert rule.options == ["The file's class", "Every class with boxes", "The predicted class"]
+    assert rule.value == "file-class"  # the logic keeps the id
+    for metric in ("maxboxacc_v2", "pxap"):  # rank by box_iou and iou
+        at.get("button_group")[0].set_value(metric)
+        _ok(at.run())
+        worst = next(d.value for d in at.dataframe if "Image" in d.value.columns)
+        columns = list(worst.columns)
+        assert not {"stem", "method", "box_iou", "iou", "score"} & set(columns), columns
+        assert columns[:4] == ["Image", "Class", "Method", "Layer"], columns
+        assert {"Pixel IoU at τ", "Model probability"} <= set(columns), columns
+        assert set(worst["Method"]) <= {"Grad-CAM", "Grad-CAM++"}, set(worst["Method"])
+    assert "Best map-box IoU" in columns or metric == "pxap"
+    these = next(m.value for m in at.markdown if m.value.startswith("**These results:**"))
+    assert "target rule **The file's class**" in these
+    rows_csv = next(d for d in at.get("download_button") if d.proto.label == "Rows CSV")
+    assert rows_csv is not None  # the CSVs keep the ids (built from rows_frame, unchanged)
+
+
+def test_enter_in_the_evaluation_form_does_not_start_a_run(app):
+    """QA walk: Enter in "Images (0 = all)" submitted the form and ran the whole split; only
+    the Run button starts a run now."""
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/evaluate.py").run())
+    forms = [b for b in at.main.children.values() if b.type == "form"]
+    assert len(forms) == 1 and forms[0].proto.form.form_id == "eval_form"
+    assert forms[0].proto.form.enter_to_submit is False
+
+
+def test_streamlit_toolbar_stop_is_hidden_and_a_stopped_run_recovers(app, monkeypatch):
+    """QA walk: Streamlit's toolbar Stop ends the script without a rerun, so Evaluate froze on
+    "Running …". Its button is hidden (our Stop is the only one); a run it ended anyway comes
+    back as a partial result with Resume on the next interaction."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from cam_core.evaluation import loop
+
+    at = _ok(app.run())
+    styles = [h.proto.body for h in at.get("html") if "stStatusWidget" in h.proto.body]
+    assert styles and "stBaseButton-header" in styles[0] and "display: none" in styles[0]
+    real, calls = loop.evaluate_batch, []
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise StopException()  # Streamlit's own Stop during the second batch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_batch", batch)
+    _ok(at.switch_page("pages/evaluate.py").run())
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(0)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    _ok(at.run())  # the next interaction, whatever it is
+    (warning,) = [w.value for w in at.warning if "Partial result" in w.value]
+    assert "stopped at 8 of 18 images" in warning
+    assert any(b.label == "Resume (10 images left)" for b in at.button)
 
 
 def test_the_legacy_pages_route_is_left_once_and_rerun(monkeypatch):
