@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from cam_core.explain import CamResult
 
 __all__ = [
+    "MIN_SHEET_PX",
     "OWN_SCALE_TITLE",
     "SheetStyle",
     "Tile",
@@ -54,7 +55,20 @@ OWN_SCALE_TITLE = "map value, each map scaled to its own peak"
 """Colour-bar title of maps drawn as the engine returns them."""
 
 _MARGIN, _GAP, _INK, _MUTED = 24, 16, (17, 24, 39), (75, 85, 99)
-_ASCII = {"✓": "(hit)", "✗": "(miss)", "–": "-", "—": "-", "τ": "tau", "≥": ">=", "×": "x"}
+_ASCII = {
+    "✓": "(hit)",
+    "✗": "(miss)",
+    "–": "-",
+    "—": "-",
+    "τ": "tau",
+    "≥": ">=",
+    "×": "x",
+    "★": "*",
+    "→": "->",
+}
+
+MIN_SHEET_PX = 800
+"""Narrowest sheet in pixels: a one-tile sheet still has room for its title and colour scale."""
 
 
 @dataclass(frozen=True)
@@ -143,12 +157,12 @@ def _text(text: str, size: int, bold: bool = False) -> tuple[str, ImageFont.Free
 
 
 def _wrap(text: str, size: int, width: int, bold: bool = False) -> list[str]:
-    """``text`` broken into lines at most ``width`` pixels wide (a longer word keeps its line)."""
+    """``text`` broken into lines at most ``width`` pixels wide (a longer word is split)."""
     text, font = _text(text, size, bold)
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         line = ""
-        for word in paragraph.split(" "):
+        for word in _split_long(paragraph.split(" "), font, width):
             candidate = f"{line} {word}".strip()
             if line and font.getlength(candidate) > width:
                 lines.append(line)
@@ -157,6 +171,22 @@ def _wrap(text: str, size: int, width: int, bold: bool = False) -> list[str]:
                 line = candidate
         lines.append(line)
     return [ln for ln in lines if ln] if text.strip() else []
+
+
+def _split_long(
+    words: Sequence[str], font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> list[str]:
+    """``words`` with each word wider than ``width`` pixels cut into pieces that fit."""
+    out: list[str] = []
+    for word in words:
+        while font.getlength(word) > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and font.getlength(word[:cut]) > width:
+                cut -= 1
+            out.append(word[:cut])
+            word = word[cut:]
+        out.append(word)
+    return out
 
 
 def _line_height(size: int) -> int:
@@ -226,19 +256,21 @@ def sheet(
 ) -> np.ndarray:
     """Rows of tiles (None leaves a cell empty) on a white page: ``title`` (and ``note``) on top,
     each tile's title above and caption below its picture, one colour bar of ``style.colormap``
-    with ticks 0 / 0.5 / 1 and ``style.scale_title`` at the bottom. Returns (H, W, 3) uint8 RGB.
+    with ticks 0 / 0.5 / 1 and ``style.scale_title`` at the bottom. The page is at least
+    :data:`MIN_SHEET_PX` wide and every text is wrapped inside it. Returns (H, W, 3) uint8 RGB.
     """
     if not any(t is not None for row in rows for t in row):
         raise ValueError(f"a sheet needs at least one tile, got rows {rows!r}")
     tp = style.tile_px
     n_cols = max(len(r) for r in rows)
-    width = 2 * _MARGIN + n_cols * tp + (n_cols - 1) * _GAP
+    width = max(MIN_SHEET_PX, 2 * _MARGIN + n_cols * tp + (n_cols - 1) * _GAP)
     inner = width - 2 * _MARGIN
     head_size = 26 if tp >= 300 or n_cols > 1 else 20
     tile_title, tile_cap = (18, 15) if tp >= 300 else (14, 12)
 
     header = _wrap(title, head_size, inner, bold=True)
     notes = _wrap(note, 15, inner)
+    scale = _wrap(f"Colour scale: {style.scale_title}", 15, inner)
     y = _MARGIN + len(header) * _line_height(head_size) + len(notes) * _line_height(15) + 8
 
     layout = []  # (y, row of (tile, picture, title lines, caption lines)), row heights
@@ -262,7 +294,7 @@ def sheet(
         y += title_h + 4 + pic_h + 6 + cap_h + _GAP
 
     bar_w = min(inner, 512)
-    bar_y = y + _line_height(15) + 4
+    bar_y = y + len(scale) * _line_height(15) + 4
     height = bar_y + 18 + 4 + _line_height(13) + _MARGIN
 
     page = Image.new("RGB", (width, height), (255, 255, 255))
@@ -279,7 +311,7 @@ def sheet(
             page.paste(Image.fromarray(pic), (x, top + title_h + 4))
             _write(draw, (x, top + title_h + 4 + pic_h + 6), cap_lines, tile_cap, fill=_MUTED)
 
-    _write(draw, (_MARGIN, y), [f"Colour scale: {style.scale_title}"], 15, fill=_MUTED)
+    _write(draw, (_MARGIN, y), scale, 15, fill=_MUTED)
     page.paste(Image.fromarray(colour_bar(style.colormap, bar_w)), (_MARGIN, bar_y))
     for value in (0.0, 0.5, 1.0):
         label, font = _text(f"{value:g}", 13)

@@ -125,11 +125,16 @@ def _gt_tile(ci: int) -> None:
 table = []
 
 
+def _star(method: str, ci: int) -> str:
+    """ " · ★ best" for the best method(s) of class ``ci``, unless every method ties."""
+    return " · ★ best" if method in best[ci] and len(best[ci]) < len(methods) else ""
+
+
 def _map_tile(method: str, ci: int) -> None:
     label = method_name(method)
     result, figs = maps[(method, ci)], scored[(method, ci)]
     gt = item.sample.boxes_for(card.classes[ci])
-    star = " · ★ best" if method in best[ci] and len(best[ci]) < len(methods) else ""
+    star = _star(method, ci)
     st.image(
         render.panel_image(
             item.image, result.cam, alpha=alpha, gt_boxes=gt, cam_boxes=figs.cam_boxes[:3]
@@ -182,7 +187,8 @@ def _grid_png() -> bytes:
                     maps[(m, ci)],
                     p=float(probs[ci]),
                     image_name=item.sample.stem,
-                    caption=render.scores_caption(scored[(m, ci)].scores, maps[(m, ci)].blank),
+                    caption=render.scores_caption(scored[(m, ci)].scores, maps[(m, ci)].blank)
+                    + _star(m, ci),
                     gt_boxes=item.sample.boxes_for(card.classes[ci]),
                     cam_boxes=scored[(m, ci)].cam_boxes[:3],
                 )

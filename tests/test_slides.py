@@ -57,9 +57,9 @@ def test_panel_slide_is_slide_sized_with_title_caption_and_colour_bar():
 
 def test_sheet_lays_out_rows_and_columns_with_one_colour_bar():
     gt = slides.gt_tile(_image(), (Box("crazing", 0, 0, 40, 30),), title="crazing_3 · GT")
-    style = slides.SheetStyle(colormap="viridis", tile_px=200, scale_title="x")
+    style = slides.SheetStyle(colormap="viridis", tile_px=250, scale_title="x")
     page = slides.sheet([[gt, _tile(), _tile()], [None, _tile()]], title="sheet", style=style)
-    assert page.shape[1] == 2 * 24 + 3 * 200 + 2 * 16
+    assert page.shape[1] == 2 * 24 + 3 * 250 + 2 * 16  # wider than MIN_SHEET_PX
     assert _bar_row(page, "viridis", 512) is not None and _bar_row(page, "jet", 512) is None
     # the empty cell (row 2, column 1) stays white
     bottom = page.shape[0] - 120
@@ -84,3 +84,22 @@ def test_marks_are_spelled_out_when_the_font_lacks_them(monkeypatch):
     )
     assert slides._wrap("pointing hit ✓ · τ = 0.5", 14, 500) == ["pointing hit (hit) · tau = 0.5"]
     assert slides.panel_slide(_tile()).shape[1] >= 800
+
+
+def test_a_one_column_sheet_has_room_for_its_title_and_scale():
+    """QA walk: Compare's one-class grid was 308 px wide; its title ("…neu-boxsup-patch-resnet…")
+    and colour-scale label ran off the right edge. The page is now >= 800 px, every text is
+    wrapped inside its margins (a word too long for a line is split)."""
+    title = "scratches_3.png · neu-boxsup-patch-resnet-with-a-long-name · layer layer3: methods"
+    style = slides.SheetStyle(tile_px=260)
+    page = slides.sheet([[_tile()], [_tile()]], title=title, style=style)
+    width = page.shape[1]
+    assert width >= slides.MIN_SHEET_PX
+    font, _ = slides._font(26, True)
+    assert font.getlength(title.split(" · ")[1]) <= width - 2 * 24  # the model's name fits
+    lines = slides._wrap(title, 26, width - 2 * 24, bold=True)
+    assert all(font.getlength(line) <= width - 2 * 24 for line in lines)
+    assert " ".join(lines) == title  # wrapped, nothing dropped
+    assert (page[:, width - 20 :] == 255).all()  # nothing runs into the right margin
+    narrow = slides._wrap("x" * 200, 15, 100)
+    assert "".join(narrow) == "x" * 200 and len(narrow) > 1
