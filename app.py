@@ -12,6 +12,15 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
+# Streamlit's own Stop (top right, beside the running icon) ends a script without a rerun, so a
+# page stopped by it is never redrawn: Evaluate froze on "Running — 8 of 222 images …" with no
+# partial result and no Resume. The pages' own Stop buttons rerun and keep what was done, so
+# that one is hidden (data-testids of the Streamlit 1.67 frontend: the status widget's
+# header button; the running icon stays).
+st.html(
+    "<style>[data-testid='stStatusWidget'] [data-testid='stBaseButton-header']"
+    "{display: none !important;}</style>"
+)
 _sidebar.sidebar()
 
 navigation = st.navigation(

@@ -32,7 +32,14 @@ from cam_core.render import (
     png_bytes,
     to_rgb,
 )
-from cam_core.vocabulary import METRICS, column_name, is_baseline, metric_name
+from cam_core.vocabulary import (
+    METRICS,
+    column_name,
+    is_baseline,
+    method_name,
+    metric_name,
+    row_heading,
+)
 
 __all__ = [
     "colorscale",
@@ -43,6 +50,7 @@ __all__ = [
     "metric_bars",
     "probability_figure",
     "styled_comparison",
+    "worst_table",
 ]
 
 # --------------------------------------------------------------------------- plotly
@@ -439,3 +447,11 @@ def styled_comparison(table: pd.DataFrame) -> Any:
         return styles
 
     return shown.style.apply(colour, axis=1).format("{:.3f}", subset=value_cols, na_rep="–")
+
+
+def worst_table(worst: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cam_core.evaluation.worst.worst_cases` as shown: methods and column headings by
+    their display names, rows in the same order (a selected row's index is the worst case's).
+    """
+    shown = worst.assign(method=[method_name(str(m)) for m in worst["method"]])
+    return shown.rename(columns=row_heading)

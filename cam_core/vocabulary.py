@@ -30,7 +30,9 @@ __all__ = [
     "DATASET_METRICS",
     "MAP_METRICS",
     "METRICS",
+    "ROW_HEADINGS",
     "SLOW_MARKER",
+    "TARGET_RULE_NAMES",
     "MetricInfo",
     "baseline_id",
     "column_name",
@@ -40,6 +42,8 @@ __all__ = [
     "metric_info",
     "metric_name",
     "metric_tooltip",
+    "row_heading",
+    "target_rule_name",
 ]
 
 Level = Literal["map", "dataset"]
@@ -245,3 +249,43 @@ def column_name(column: str) -> str:
         return "n (scored)"
     method, sep, layer = column.partition(" @ ")
     return method_name(method) + (f" @ {layer}" if sep else "")
+
+
+# --------------------------------------------------------------------------- rows and rules
+
+ROW_HEADINGS: dict[str, str] = {
+    "stem": "Image",
+    "label": "File class",
+    "class": "Class",
+    "method": "Method",
+    "layer": "Layer",
+    "score": "Model probability",
+    "correct": "Prediction correct",
+    "n_boxes": "GT boxes",
+    "error": "Error",
+}
+"""Heading of each non-metric column of an evaluation's rows (``rows.jsonl``, the Rows CSV)."""
+
+
+def row_heading(column: str) -> str:
+    """A rows-table column's heading: ``"box_iou"`` → "Best map-box IoU", ``"score"`` → "Model
+    probability"; any unknown column is returned unchanged.
+    """
+    if column in ROW_HEADINGS:
+        return ROW_HEADINGS[column]
+    return metric_heading(column)
+
+
+TARGET_RULE_NAMES: dict[str, str] = {
+    "file-class": "The file's class",
+    "box-classes": "Every class with boxes",
+    "predicted": "The predicted class",
+}
+"""Evaluation target rule id (:data:`cam_core.evaluation.TARGET_RULES`) → display name."""
+
+
+def target_rule_name(rule: str) -> str:
+    """Display name of target rule ``rule``: ``"file-class"`` → "The file's class"; an unknown
+    id is returned unchanged.
+    """
+    return TARGET_RULE_NAMES.get(rule, rule)

@@ -23,7 +23,7 @@ from cam_core.data import Sample
 from cam_core.evaluation import EvalConfig, EvalResult, evaluate, run_folder
 from cam_core.evaluation.store import prune_stores
 from cam_core.explain import Explainer
-from cam_core.vocabulary import method_name
+from cam_core.vocabulary import method_name, target_rule_name
 
 _RUNNING = ":material/progress_activity:"
 
@@ -181,6 +181,7 @@ def show_settings(result: EvalResult, form: EvalConfig | None) -> None:
     """The settings that produced ``result``, and a note when the form now says otherwise."""
     shown = dict(result.settings())
     shown["methods"] = ", ".join(method_name(m) for m in result.config.methods)
+    shown["target rule"] = target_rule_name(result.config.target_rule)
     st.markdown(
         "**These results:** "
         + " · ".join(f"{k} **{v}**" for k, v in shown.items() if k not in ("checkpoint", "state"))

@@ -8,7 +8,13 @@ from cam_core.catalogue import layer_options
 from cam_core.evaluation.worst import ranking_figure, worst_cases
 from cam_core.methods import METHODS, get_method
 from cam_core.uploads import file_key
-from cam_core.vocabulary import METRICS, method_name, metric_name, metric_tooltip
+from cam_core.vocabulary import (
+    METRICS,
+    method_name,
+    metric_name,
+    metric_tooltip,
+    target_rule_name,
+)
 from pages import _evalrun, _picker, _sidebar, _state
 
 state = _sidebar.app_state()
@@ -30,7 +36,10 @@ def _open_in_explore(stem: str, cls: str, method: str) -> None:
     """Callback of a worst-case row: show that image, class and method on Explore."""
     by_stem = st.session_state["eval_samples"]
     sample = by_stem[stem]
-    st.session_state["picked_sample"] = (sample, f"worst case: {stem}, {cls}, {method}")
+    st.session_state["picked_sample"] = (
+        sample,
+        f"worst case: {stem}, {cls}, {method_name(method)}",
+    )
     _state.set_pref("img_source", _picker.SOURCE_PICKED)
     _state.set_pref(_state.classes_pref(state.model_id, file_key(sample)), [cls])
     if method not in state.methods:  # the sidebar applies it (pending_methods)
@@ -41,7 +50,8 @@ def _open_in_explore(stem: str, cls: str, method: str) -> None:
 if st.session_state.pop("goto_explore", False):
     st.switch_page("pages/explore.py")
 
-with st.form("eval_form"):
+# Enter in a number box must not start a whole-split run: only the Run button does.
+with st.form("eval_form", enter_to_submit=False):
     c1, c2, c3 = st.columns(3)
     methods = c1.multiselect(
         "Methods",
@@ -55,9 +65,11 @@ with st.form("eval_form"):
         "Target classes",
         evaluate.TARGET_RULES,
         index=_state.index_of(evaluate.TARGET_RULES, _state.pref("eval_rule", None)),
+        format_func=target_rule_name,
         key="eval_rule_input",
-        help="file-class: the file's class against its boxes; box-classes: every class with "
-        "boxes, each against its own; predicted: the model's prediction against that class.",
+        help=f"{target_rule_name('file-class')}: explained against its boxes. "
+        f"{target_rule_name('box-classes')}: each explained against its own boxes. "
+        f"{target_rule_name('predicted')}: the model's prediction, against that class's boxes.",
     )
     most = max(len(samples), 1)
     limit = c2.number_input(
@@ -162,7 +174,7 @@ with _state.section("Worst cases"):
     st.caption(how + "Lowest figures first. Select a row, then open it on the Explore page.")
     worst = worst_cases(result.rows_frame(), metric, n=12)
     picked = st.dataframe(
-        worst,
+        figures.worst_table(worst),  # display names; ``worst`` keeps the ids for the logic
         hide_index=True,
         width="stretch",
         on_select="rerun",
@@ -173,7 +185,7 @@ with _state.section("Worst cases"):
     if rows:
         rec = worst.iloc[rows[0]]
         st.button(
-            f"Open {rec['stem']} · {rec['class']} · {rec['method']} in Explore",
+            f"Open {rec['stem']} · {rec['class']} · {method_name(str(rec['method']))} in Explore",
             on_click=_open_in_explore,
             args=(str(rec["stem"]), str(rec["class"]), str(rec["method"])),
             icon=":material/open_in_new:",

@@ -70,3 +70,14 @@ def test_metric_headings_rename_only_metric_columns():
         "Pointing game (15 px tolerance)",
         "Pixel IoU at τ",
     ]
+
+
+def test_row_headings_and_target_rules_have_words():
+    assert V.row_heading("box_iou") == "Best map-box IoU"
+    assert V.row_heading("iou") == "Pixel IoU at τ"
+    assert V.row_heading("score") == "Model probability"
+    assert V.row_heading("stem") == "Image" and V.row_heading("extra") == "extra"
+    assert set(V.TARGET_RULE_NAMES) == set(evaluate.TARGET_RULES)
+    assert V.target_rule_name("file-class") == "The file's class"
+    assert V.target_rule_name("box-classes") == "Every class with boxes"
+    assert V.target_rule_name("predicted") == "The predicted class"

@@ -78,3 +78,27 @@ def test_every_dataset_metric_ranks_by_a_per_row_figure():
 
     assert set(worst.ROW_FIGURE) == set(DATASET_METRICS)
     assert all(worst.ranking_figure(m) in ROW_METRICS for m in (*DATASET_METRICS, *MAP_METRICS))
+
+
+def test_the_shown_worst_table_names_methods_and_columns_and_keeps_row_order():
+    from cam_core.figures import worst_table
+
+    rows = pd.DataFrame(
+        [
+            {"stem": "a", "class": "c", "method": "gradcam++", "layer": "l", "box_iou": 0.1},
+            {"stem": "b", "class": "c", "method": "gradcam", "layer": "l", "box_iou": 0.2},
+        ]
+    ).assign(iou=[0.3, 0.4], score=[0.9, 0.8], correct=[True, False])
+    shown = worst_table(rows)
+    assert list(shown.columns) == [
+        "Image",
+        "Class",
+        "Method",
+        "Layer",
+        "Best map-box IoU",
+        "Pixel IoU at τ",
+        "Model probability",
+        "Prediction correct",
+    ]
+    assert list(shown["Method"]) == ["Grad-CAM++", "Grad-CAM"]
+    assert list(shown["Image"]) == ["a", "b"] and list(rows["method"]) == ["gradcam++", "gradcam"]
