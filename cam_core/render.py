@@ -30,6 +30,7 @@ __all__ = [
     "CLASS_COLOURS",
     "COLORMAPS",
     "HALO_COLOUR",
+    "LABEL_PLATE",
     "LOW_PROBABILITY",
     "SHARED_SCALE_TITLE",
     "as_map",
@@ -39,6 +40,7 @@ __all__ = [
     "colormap_lut",
     "css",
     "draw_boxes",
+    "label_rects",
     "legend_markdown",
     "npy_bytes",
     "overlay",
@@ -91,7 +93,7 @@ CAM_BOX_COLOUR: RGB = (255, 255, 255)
 """Outline of boxes derived from a map (GT boxes use their class colour)."""
 
 HALO_COLOUR: RGB = (0, 0, 0)
-"""Dark edge on both sides of every outline and around box labels: light class colours
+"""Dark edge on both sides of every outline: light class colours
 (inclusion's sky blue, pitted surface's yellow) and the white map boxes stay visible on every
 colormap, whose palettes contain colours close to each of them."""
 
@@ -205,19 +207,70 @@ def _ring(out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], t: int,
             out[ra : rb + 1, ca : cb + 1] = rgb
 
 
-def _label(out: np.ndarray, text: str, rows: tuple[int, int], c0: int, rgb: RGB) -> None:
-    """``text`` above the box whose pixel rows are ``rows`` (inside its top edge when there is no
-    room above), shifted left as needed so that it ends inside the image; dark-edged.
-    """
-    h, w = out.shape[:2]
+LABEL_PLATE: RGB = (24, 24, 24)
+"""Solid backing of box labels: crisp text on every colormap (not a blurred halo stroke)."""
+
+Rect = tuple[int, int, int, int]
+"""Pixel rectangle (x0, y0, x1, y1), ends exclusive."""
+
+
+def _label_font(h: int, w: int) -> tuple[float, int]:
     scale = max(0.35, min(h, w) / 600)
-    stroke = max(1, round(scale))
-    (tw, th), base = cv2.getTextSize(text, _FONT, scale, stroke + 2)
-    x = max(1, min(c0 + 1, w - tw - 2))
-    y = rows[0] - 3 - base if rows[0] - 3 - base - th >= 1 else rows[0] + th + 4
-    y = min(y, h - base - 1)
-    cv2.putText(out, text, (x, y), _FONT, scale, HALO_COLOUR, stroke + 2, cv2.LINE_AA)
-    cv2.putText(out, text, (x, y), _FONT, scale, rgb, stroke, cv2.LINE_AA)
+    return scale, max(1, round(scale))
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_label(
+    shape: tuple[int, ...], text: str, rows: tuple[int, int], c0: int, taken: Sequence[Rect]
+) -> tuple[tuple[int, int], Rect] | None:
+    """Baseline origin and plate of ``text`` for the box with pixel ``rows`` starting at column
+    ``c0``: above the box, else inside its top edge, else below it, else stacked further out;
+    shifted left to end inside the image; None when every place overlaps a plate in ``taken``.
+    """
+    h, w = shape[:2]
+    scale, stroke = _label_font(h, w)
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, stroke)
+    x = max(2, min(c0 + 1, w - tw - 3))
+    step = th + base + 5
+    above, inside, below = rows[0] - 3 - base, rows[0] + th + 5, rows[1] + th + 5
+    tries = [above, inside, below, *(above - k * step for k in (1, 2)), inside + step]
+    for y in tries:
+        plate = (x - 2, y - th - 2, x + tw + 2, y + base + 1)
+        if plate[1] >= 0 and plate[3] <= h and not any(_overlaps(plate, t) for t in taken):
+            return (x, y), plate
+    return None
+
+
+def label_rects(
+    shape: tuple[int, ...], boxes: Sequence[BoxLike], labels: Sequence[str]
+) -> list[Rect | None]:
+    """Where :func:`draw_boxes` puts each label's plate in an image of ``shape`` (one per box,
+    None for an empty label, a box outside the image, or a label skipped because every place
+    for it overlaps an earlier label). Placed plates never overlap each other.
+    """
+    if len(labels) != len(boxes):
+        raise ValueError(f"{len(labels)} labels for {len(boxes)} boxes")
+    h, w = shape[:2]
+    taken: list[Rect] = []
+    out: list[Rect | None] = []
+    for box, text in zip(boxes, labels, strict=True):
+        x0, y0, x1, y1 = box_xyxy(box)
+        cols, rows = _pixel_span(x0, x1, w), _pixel_span(y0, y1, h)
+        spot = _place_label(shape, text, rows, cols[0], taken) if text and cols and rows else None
+        out.append(spot[1] if spot else None)
+        if spot:
+            taken.append(spot[1])
+    return out
+
+
+def _label(out: np.ndarray, text: str, origin: tuple[int, int], plate: Rect, rgb: RGB) -> None:
+    """``text`` in ``rgb`` at baseline ``origin`` on a solid :data:`LABEL_PLATE` ``plate``."""
+    scale, stroke = _label_font(*out.shape[:2])
+    out[plate[1] : plate[3], plate[0] : plate[2]] = LABEL_PLATE
+    cv2.putText(out, text, origin, _FONT, scale, rgb, stroke, cv2.LINE_AA)
 
 
 def draw_boxes(
@@ -234,8 +287,10 @@ def draw_boxes(
     The outline covers exactly the pixels whose centres are inside the box and within
     ``thickness`` pixels of its border; ``halo`` edges it with one :data:`HALO_COLOUR` pixel on
     both sides so that it stays visible on any colormap. ``colour`` None: a :class:`Box` takes its
-    class colour, other boxes :data:`CAM_BOX_COLOUR`. ``labels`` (one per box) are written above
-    each box, or inside its top edge at the image's top, and always end inside the image.
+    class colour, other boxes :data:`CAM_BOX_COLOUR`. ``labels`` (one per box) are written on a
+    dark plate above each box (else inside its top edge, else below it), always inside the image
+    and never over an earlier label (see :func:`label_rects`; a label with no free place is left
+    out).
     """
     if thickness < 1:
         raise ValueError(f"thickness must be >= 1 pixel, got {thickness}")
@@ -256,9 +311,13 @@ def draw_boxes(
             _ring(out, (r0 - 1, r1 + 1), (c0 - 1, c1 + 1), t + 2, HALO_COLOUR)
     for _, rows, cols, rgb in spans:
         _ring(out, rows, cols, t, rgb)
+    taken: list[Rect] = []  # labels never overlap: a later one moves out or is left out
     for i, rows, cols, rgb in spans:
         if labels is not None and labels[i]:
-            _label(out, labels[i], rows, cols[0], rgb)
+            spot = _place_label(out.shape, labels[i], rows, cols[0], taken)
+            if spot is not None:
+                _label(out, labels[i], *spot, rgb)
+                taken.append(spot[1])
     return out
 
 

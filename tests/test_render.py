@@ -186,6 +186,42 @@ def test_map_box_labels_at_the_edges_are_drawn_whole():
     assert _label_pixels(image, (170, 0, 200, 100))[1] == extent  # both (crosses its left edge)
 
 
+def test_map_box_labels_never_overlap():
+    """QA walk: "IoU 0.00" labels of neighbouring map boxes were written over each other."""
+    image = np.full((120, 240, 3), 128, np.uint8)
+    boxes = [(40, 50, 90, 80), (50, 52, 100, 85), (45, 51, 95, 82)]  # labels at the same spot
+    labels = ["IoU 0.00", "IoU 0.12", "IoU 0.34"]
+    rects = render.label_rects(image.shape, boxes, labels)
+    placed = [r for r in rects if r is not None]
+    assert len(placed) >= 2
+    for i, a in enumerate(placed):
+        assert a[0] >= 0 and a[2] <= 240 and a[1] >= 0 and a[3] <= 120  # inside the image
+        for b in placed[i + 1 :]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    drawn = render.draw_boxes(image, boxes, labels=labels)
+    for r in placed:  # each placed plate is drawn where label_rects says
+        plate = drawn[r[1] : r[3], r[0] : r[2]]
+        assert (plate == render.LABEL_PLATE).all(axis=2).mean() > 0.5
+
+
+def test_map_box_labels_are_crisp_text_on_a_plate():
+    """QA walk: the slide's "map 0.73" looked ghosted (a blurred dark halo stroke around the
+    text). A label is a solid plate with text on it: nothing it draws bleeds into the picture."""
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[...] = (200, 40, 40)
+    box = (60, 40, 120, 80)
+    plain = render.draw_boxes(image, [box])
+    drawn = render.draw_boxes(image, [box], labels=["map 0.73"])
+    (rect,) = render.label_rects(image.shape, [box], ["map 0.73"])
+    changed = (plain != drawn).any(axis=2)
+    outside = changed.copy()
+    outside[rect[1] : rect[3], rect[0] : rect[2]] = False
+    assert changed.any() and not outside.any()  # only the plate changes
+    text = drawn[rect[1] : rect[3], rect[0] : rect[2]]
+    assert (text[..., 0] == text[..., 1]).all() and (text[..., 1] == text[..., 2]).all()
+    assert text.min() == render.LABEL_PLATE[0] and text.max() == 255  # white on the plate
+
+
 def test_legend_swatches_have_a_dark_edge_and_map_boxes_have_one():
     html = render.legend_markdown(["inclusion", "pitted_surface"], map_boxes=True)
     swatches = html.count("border:1px solid #374151")
