@@ -490,6 +490,33 @@ def test_compare_uses_explores_threshold_so_both_pages_give_the_same_figures(app
     assert compare.removesuffix(" · ★ best") == explore
 
 
+def test_compare_says_a_slow_methods_measured_time_as_explore_does(app, monkeypatch):
+    """QA walk: Compare said Score-CAM takes "up to a minute each" while the sidebar knew it
+    took about 11 s here; it now says the measured time (the map cache's estimate)."""
+    import streamlit as st
+
+    from cam_core.explain import Explainer
+
+    at = _ok(app.run())
+    cache = at.session_state["map_cache"]
+    model_id = next(k[0] for k in cache.seconds if k[1] == "gradcam")
+    cache.seconds[(model_id, "scorecam", False)] = 11.2  # as if Score-CAM took 11 s here
+    real = Explainer.explain
+
+    def stop_on_slow(self, images, methods, *args, **kwargs):
+        if "scorecam" in methods:
+            st.stop()  # the caption is drawn before the maps are computed
+        return real(self, images, methods, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "explain", stop_on_slow)
+    at.sidebar.multiselect(key="methods").set_value(["gradcam", "scorecam"])
+    _ok(at.run())
+    _ok(at.switch_page("pages/compare.py").run())
+    slow = [c for c in _captions(at) if "Slow methods in this set" in c]
+    assert slow and "Score-CAM (about 11 s, as last time)" in slow[0], slow
+    assert "up to a minute" not in slow[0]
+
+
 def test_compare_follows_the_sidebar_and_marks_best_and_related_maps(app):
     """Issue 14 item 12: the sidebar's methods by default, a raw/GT row, one colour bar, the
     best method per class marked, identical maps flagged, readable table headings. (On the demo
