@@ -18,7 +18,7 @@ from pathlib import Path
 from cam_core.models import ModelCard, get_arch
 from cam_core.models.sniff import what_file_is
 from cam_core.uploads import content_digest
-from cam_core.vocabulary import baseline_id
+from cam_core.vocabulary import baseline_id, method_name
 
 __all__ = [
     "BOX_THRESHOLDS",
@@ -28,6 +28,7 @@ __all__ = [
     "CheckpointFiles",
     "ModelRef",
     "bundled_models",
+    "checkpoint_shown",
     "layer_options",
     "name_in_message",
     "pair_checkpoint_files",
@@ -49,6 +50,8 @@ class ModelRef:
     classes: tuple[str, ...] | None = None
     multilabel: bool | None = None
     synthetic: bool = False
+    uploaded_as: str | None = None
+    """The file name the user uploaded (None for a bundled or trained model)."""
 
     @property
     def model_id(self) -> str:
@@ -85,7 +88,8 @@ def bundled_models(models_dir: str | Path) -> list[ModelRef]:
         except (OSError, ValueError):
             card = {}
         synthetic = bool(card.get("synthetic")) or "synth" in folder.name
-        label = folder.name + (" (synthetic demo)" if synthetic else "")
+        # short enough for the sidebar's box; the mark only where the name does not say it
+        label = folder.name + (" · synthetic" if synthetic and "synth" not in folder.name else "")
         try:
             accuracy = float(card["metrics"]["val"]["accuracy"])
         except (KeyError, TypeError, ValueError):
@@ -154,14 +158,14 @@ def _what_upload_is(name: str, data: bytes, folder: str | Path | None) -> str:
 def pair_checkpoint_files(
     files: Sequence[tuple[str, bytes]], *, folder: str | Path | None = None
 ) -> CheckpointFiles:
-    """Sort the (name, content) files in the checkpoint box, in the order dropped, into one
-    checkpoint and its card.
+    """Sort the (name, content) files of one drop, in the order dropped, into one checkpoint
+    and its card (the box empties after each load, so a drop never mixes with an earlier one).
 
-    The checkpoint is the last weights file dropped (the box keeps earlier ones); the card is
-    the last ``.json`` of the checkpoint's stem (``model.pt`` + ``model.json``), else the last
-    ``.json``. A file of another type is named for what it is (e.g. "photo.jpg: a JPEG image,
-    not a checkpoint"): an error when there is no checkpoint, else a note, as are the files
-    left unused.
+    The checkpoint is the last weights file dropped. Its card is the only ``.json`` when the
+    drop holds one checkpoint and one card; otherwise only the ``.json`` of the checkpoint's
+    stem (``model.pt`` + ``model.json``) is its card. A file of another type is named for what
+    it is (e.g. "photo.jpg: a JPEG image, not a checkpoint"): an error when there is no
+    checkpoint, else a note, as are the files left unused.
     """
     weights = [(n, d) for n, d in files if Path(n).suffix.lower() in CHECKPOINT_SUFFIXES]
     cards = [(n, d) for n, d in files if Path(n).suffix.lower() == ".json"]
@@ -182,13 +186,20 @@ def pair_checkpoint_files(
     if len(weights) > 1:
         earlier = ", ".join(n for n, _ in weights[:-1])
         notes.append(
-            f"{earlier}: not loaded; only the last checkpoint dropped is ({checkpoint[0]})"
+            f"{len(weights)} checkpoints were dropped together: {checkpoint[0]} (the last) is "
+            f"loaded, {earlier} not. Drop one checkpoint at a time, with its card."
         )
     named = [c for c in cards if Path(c[0]).stem == stem]
-    card = (named or cards or [None])[-1]
-    if card is not None and len(cards) > 1:
-        unused = ", ".join(c[0] for c in cards if c != card)
-        notes.append(f"{unused}: not used; the card of {checkpoint[0]} is {card[0]}")
+    only = cards if len(cards) == 1 and len(weights) == 1 else []
+    card = (named or only or [None])[-1]
+    unused = [c[0] for c in cards if c != card]
+    if unused:
+        why = (
+            f"the card of {checkpoint[0]} is {card[0]}"
+            if card
+            else (f"no {stem}.json came with {checkpoint[0]}")
+        )
+        notes.append(f"{', '.join(unused)}: not used; {why}")
     return CheckpointFiles(checkpoint, card, (), tuple(notes))
 
 
@@ -217,14 +228,33 @@ def uploaded_model(
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{card_name}: not a model card: {exc}") from None
         card_path.write_bytes(card_bytes)
-        return ModelRef(f"{card.name} (uploaded)", str(path), synthetic=card.synthetic)
+        return ModelRef(
+            f"{card.name} (uploaded)", str(path), synthetic=card.synthetic, uploaded_as=name
+        )
     card_path.unlink(missing_ok=True)
     names = tuple(c.strip() for c in (classes or ()) if c.strip())
     if not names:
         raise ValueError(f"{name}: no model card given, so class names are needed (output order)")
     return ModelRef(
-        f"{name} (uploaded)", str(path), arch=arch, classes=names, multilabel=multilabel
+        f"{name} (uploaded)",
+        str(path),
+        arch=arch,
+        classes=names,
+        multilabel=multilabel,
+        uploaded_as=name,
     )
+
+
+def checkpoint_shown(ref: ModelRef, root: str | Path) -> str:
+    """How to name ``ref``'s checkpoint to the user: "model.pt (uploaded)" for an upload (not
+    its storage path), else the path relative to ``root`` (the repository) when inside it.
+    """
+    if ref.uploaded_as is not None:
+        return f"{ref.uploaded_as} (uploaded)"
+    try:
+        return str(Path(ref.path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return ref.path
 
 
 def name_in_message(message: str, folder: str | Path | None = None) -> str:
@@ -262,7 +292,7 @@ def recommended_caption(card: ModelCard) -> str | None:
     cal = rec.calibration
     split, n = (cal.split, cal.n) if cal is not None else (None, None)
     return (
-        f"Recommended: {rec.method} @ {rec.layer}{flips}, map→box threshold "
+        f"Recommended: {method_name(rec.method)} at layer {rec.layer}{flips}, map→box threshold "
         f"{rec.threshold}; {figures} on {split or '?'} (n={'?' if n is None else n})"
     )
 

@@ -36,8 +36,9 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
             "from the GT boxes]"
         )
     st.markdown(" ".join(badges))
-    st.caption(f"Checkpoint: `{ref.path}`")
-    if ref.classes is not None:  # built from the form's fields, no card
+    st.caption(f"Checkpoint: `{catalogue.checkpoint_shown(ref, _state.ROOT)}`")
+    cardless = ref.classes is not None  # built from the form's fields
+    if cardless:  # said once here (and once in the sidebar), not again below
         st.warning(catalogue.CARDLESS_WARNING, icon=":material/warning:")
     val = card.metrics.get("val", {}) if isinstance(card.metrics, dict) else {}
     c1, c2, c3, c4 = st.columns(4)
@@ -69,6 +70,13 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
         st.markdown("**Training history**")
         frame = pd.DataFrame(history).set_index("epoch")
         st.line_chart(frame[[c for c in ("val_accuracy", "val_macro_f1") if c in frame]])
+    if not cardless:  # the warning above already says there is no recommendation
+        _recommendation_view(card)
+    with st.expander("Training settings and raw card"):
+        st.json(json.loads(card.to_json()), expanded=False)
+
+
+def _recommendation_view(card: ModelCard) -> None:
     st.markdown("**Recommended CAM configuration**")
     if card.recommendation is not None:
         st.caption(catalogue.recommended_caption(card) or "")
@@ -81,8 +89,6 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
         )
     if card.notes:
         st.info(card.notes)
-    with st.expander("Training settings and raw card"):
-        st.json(json.loads(card.to_json()), expanded=False)
 
 
 def _register(ref: catalogue.ModelRef) -> None:
@@ -91,18 +97,25 @@ def _register(ref: catalogue.ModelRef) -> None:
     st.session_state["pending_model_choice"] = ref.label
 
 
-def _load_upload(files: list, arch: str, classes_text: str, multilabel: bool) -> None:
-    """Pair the dropped files into a checkpoint and its card, load it and select it; every
-    problem is shown as text naming the file."""
+def _box_key() -> str:
+    # A new key after each load attempt empties the box: a card is never left over for the
+    # next checkpoint dropped (the files of one drop are paired, nothing else).
+    return f"ckpt_upload_{st.session_state.get('ckpt_round', 0)}"
+
+
+def _load_upload(
+    files: list, arch: str, classes_text: str, multilabel: bool
+) -> list[tuple[str, str]]:
+    """Pair the dropped files into a checkpoint and its card, load it and select it. Returns
+    what to say, as (kind, text) with kind "success", "info" or "error"; every problem names
+    its file."""
     pair = catalogue.pair_checkpoint_files([(f.name, f.getvalue()) for f in files])
-    for message in pair.errors:
-        st.error(message, icon=":material/block:")
-    for note in pair.notes:
-        st.info(note, icon=":material/info:")
+    said = [("error", m) for m in pair.errors]
+    notes = [("info", n) for n in pair.notes]
     if pair.checkpoint is None:
         if not files:
-            st.error("Choose a checkpoint file first (and its .json model card).")
-        return
+            said.append(("error", "Choose a checkpoint file first (and its .json model card)."))
+        return said + notes
     try:
         ref = catalogue.uploaded_model(
             pair.checkpoint,
@@ -111,34 +124,34 @@ def _load_upload(files: list, arch: str, classes_text: str, multilabel: bool) ->
             classes=classes_text.split(","),
             multilabel=multilabel,
         )
-        _state.load_explainer(ref)
+        card = _state.load_explainer(ref).card
     except (CheckpointError, ValueError, KeyError) as exc:
         text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
-        st.error(catalogue.name_in_message(text), icon=":material/block:")
-        return
+        return [*said, ("error", catalogue.name_in_message(text)), *notes]
     _register(ref)
-    with_card = f" with its card {pair.card[0]}" if pair.card else " without a card"
-    # st.rerun() discards this run's elements: the message is shown by the next run.
-    st.session_state["model_loaded_message"] = (
+    with_card = f" with its card {pair.card[0]}" if pair.card else ""
+    # a model without a card is warned about once, by its card view below
+    settings = " with its recommended settings" if pair.card and card.recommendation else ""
+    loaded = (
         f"{pair.checkpoint[0]} loaded{with_card} as **{ref.label}**; it is now selected in the "
-        "sidebar with its recommended settings."
+        f"sidebar{settings}."
     )
-    st.session_state["model_loaded_notes"] = pair.notes
-    st.rerun()
+    return [("success", loaded), *notes]
 
+
+_ICONS = {"error": ":material/block:", "info": ":material/info:", "success": None}
 
 st.subheader("Use your own checkpoint")
-if loaded_message := st.session_state.pop("model_loaded_message", None):
-    st.success(loaded_message)  # set just before the rerun that selects the new model
-    for note in st.session_state.pop("model_loaded_notes", ()):
-        st.info(note, icon=":material/info:")
+# What the last load attempt said: shown by the run after it, which draws an empty box.
+for kind, text in st.session_state.pop("ckpt_messages", ()):
+    getattr(st, kind)(text, icon=_ICONS[kind])
 with st.form("upload_model"):
     files = st.file_uploader(
         "Checkpoint and its model card: drop `model.pt` and `model.json` together "
         "(weights: .pt, .pth, .safetensors, .bin)",
         type=None,  # every file is let in and named for what it is, not refused on hover
         accept_multiple_files=True,
-        key="ckpt_upload",
+        key=_box_key(),
     )
     st.caption(
         "Without a card the fields below are used and the normalisation is guessed from the "
@@ -157,7 +170,12 @@ with st.form("upload_model"):
     submitted = st.form_submit_button("Load checkpoint", icon=":material/upload:")
 
 if submitted:
-    _load_upload(list(files or []), arch, classes_text, multilabel)
+    said = _load_upload(list(files or []), arch, classes_text, multilabel)
+    # A new box key after each attempt (success or not) empties the box: a card is never left
+    # over for the next checkpoint dropped, and the messages are shown by the next run.
+    st.session_state["ckpt_messages"] = said
+    st.session_state["ckpt_round"] = st.session_state.get("ckpt_round", 0) + 1
+    st.rerun()
 
 st.divider()
 if state.card is not None and state.model_ref is not None:

@@ -26,7 +26,7 @@ def app(monkeypatch):
 
     monkeypatch.setattr("cam_core.data.find_neu_det", lambda: None)
     at = AppTest.from_file(APP, default_timeout=90)
-    at.session_state["model_choice"] = "demo-synthetic (synthetic demo)"
+    at.session_state["model_choice"] = "demo-synthetic"
     return at
 
 
@@ -42,6 +42,11 @@ def _captions(at):
 def _heat_captions(at):
     """Heatmap panel captions: '<method label> · <class> — <figures>'."""
     return [c for c in _captions(at) if " — " in c]
+
+
+def _ckpt_box(at):
+    """The Models page's checkpoint box (a new key after each load attempt empties it)."""
+    return next(f for f in at.file_uploader if f.key.startswith("ckpt_upload_"))
 
 
 def _png(image) -> bytes:
@@ -207,9 +212,7 @@ def test_models_page_shows_the_demo_card(app):
 def test_models_page_names_a_checkpoint_for_another_arch(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
-    at.file_uploader(key="ckpt_upload").set_value(
-        [("demo_weights.pt", DEMO.read_bytes(), "application/octet-stream")]
-    )
+    _ckpt_box(at).set_value([("demo_weights.pt", DEMO.read_bytes(), "application/octet-stream")])
     next(s for s in at.selectbox if s.label == "Architecture").set_value("resnet18")
     next(b for b in at.button if b.label == "Load checkpoint").click()
     _ok(at.run())
@@ -225,7 +228,7 @@ def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
     # the checkpoint and its card dropped together in one box (issue 14 item 4)
-    at.file_uploader(key="ckpt_upload").set_value(
+    _ckpt_box(at).set_value(
         [
             ("mine.pt", DEMO.read_bytes(), "application/octet-stream"),
             ("mine.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
@@ -276,7 +279,7 @@ def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_m
     assert at.sidebar.selectbox(key="model_choice").value == "neu-boxsup-patch-resnet18"
     layer = next(s for s in at.sidebar.selectbox if s.label == "Target layer")
     assert layer.value == "head" and layer.options[0] == "head"
-    assert any("Recommended: gradcam @ head" in c for c in at.sidebar.caption.values)
+    assert any("Recommended: Grad-CAM at layer head" in c for c in at.sidebar.caption.values)
     # the card recommends flip-averaged maps (auto-configured on val), so they are on
     assert next(t for t in at.sidebar.toggle if t.label == "Flip averaging").value is True
     assert at.selectbox(key="box_threshold").value == 0.3  # the card's recommended threshold
@@ -303,7 +306,7 @@ def test_real_data_with_the_synthetic_model_switches_to_a_real_model_and_says_so
     synthetic model again on real data is warned about, in the sidebar and on the page."""
     folder = synth.synthetic_folder(1, 3, root=tmp_path)  # any dataset folder reads as real
     at = _ok(app.run())
-    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (synthetic demo)"
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic"
     at.sidebar.text_input(key="dataset_dir").set_value(str(folder))
     at.sidebar.selectbox(key="split").set_value("all")
     _ok(at.run())
@@ -312,9 +315,9 @@ def test_real_data_with_the_synthetic_model_switches_to_a_real_model_and_says_so
     notes = [i.value for i in at.sidebar.info]
     assert any(n.startswith(f"Switched to **{chosen}** for the real data") for n in notes), notes
     _source(at, "Dataset")
-    at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic (synthetic demo)")
+    at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic")
     _ok(at.run())
-    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (synthetic demo)"
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic"
     assert any("trained on synthetic images" in w.value for w in at.sidebar.warning)
     assert any("trained on synthetic images" in w.value for w in at.main.warning)
 
@@ -329,7 +332,7 @@ def test_a_checkpoint_with_its_card_applies_the_recommendation_on_load(app):
     at.selectbox(key="box_threshold").set_value(0.6)
     _ok(at.run())
     _ok(at.switch_page("pages/models.py").run())
-    at.file_uploader(key="ckpt_upload").set_value(
+    _ckpt_box(at).set_value(
         [
             ("model.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
             ("model.pt", DEMO.read_bytes(), "application/octet-stream"),
@@ -350,14 +353,54 @@ def test_a_checkpoint_without_its_card_is_a_visible_warning(app):
     page and in the sidebar."""
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
-    at.file_uploader(key="ckpt_upload").set_value(
-        [("bare.pt", DEMO.read_bytes(), "application/octet-stream")]
-    )
+    _ckpt_box(at).set_value([("bare.pt", DEMO.read_bytes(), "application/octet-stream")])
     next(b for b in at.button if b.label == "Load checkpoint").click()
     _ok(at.run())
     assert at.sidebar.selectbox(key="model_choice").value == "bare.pt (uploaded)"
-    assert any(w.value.startswith("Loaded without a model card") for w in at.main.warning)
-    assert any(w.value.startswith("Loaded without a model card") for w in at.sidebar.warning)
+    # QA item 2: said once on the page and once in the sidebar, with no claim of recommended
+    # settings; the upload named as uploaded, not by its storage path (QA item 4)
+    main = [w.value for w in at.main.warning if "model card" in w.value]
+    assert len(main) == 1 and main[0].startswith("Loaded without a model card"), main
+    side = [w.value for w in at.sidebar.warning if "model card" in w.value]
+    assert len(side) == 1 and side[0].startswith("Loaded without a model card"), side
+    assert [m.value for m in at.success] == [
+        "bare.pt loaded as **bare.pt (uploaded)**; it is now selected in the sidebar."
+    ]
+    assert not any("model card" in i.value for i in at.main.info)
+    assert not any("recommended settings" in m.value for m in at.main.markdown)
+    assert "Checkpoint: `bare.pt (uploaded)`" in _captions(at)
+
+
+def test_the_checkpoint_box_empties_after_a_load_and_never_reuses_a_card(app):
+    """QA item 1: release.pt dropped after model.pt + model.json was loaded "with its card
+    model.json" (the box kept the earlier files); the box empties after each load attempt and
+    a card goes only with the checkpoint it was dropped with."""
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/models.py").run())
+    _ckpt_box(at).set_value(
+        [
+            ("model.pt", DEMO.read_bytes(), "application/octet-stream"),
+            ("model.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
+        ]
+    )
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (uploaded)"
+    assert not _ckpt_box(at).value  # emptied for the next drop
+    _ckpt_box(at).set_value([("release.pt", DEMO.read_bytes(), "application/octet-stream")])
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    assert [m.value for m in at.success] == [
+        "release.pt loaded as **release.pt (uploaded)**; it is now selected in the sidebar."
+    ]
+    assert at.sidebar.selectbox(key="model_choice").value == "release.pt (uploaded)"
+    assert not _ckpt_box(at).value
+    # a failed attempt empties the box too, its error naming the file
+    _ckpt_box(at).set_value([("cut.pt", DEMO.read_bytes()[:1000], "application/octet-stream")])
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    _ok(at.run())
+    assert any(e.value.startswith("cut.pt") for e in at.error), [e.value for e in at.error]
+    assert not _ckpt_box(at).value
 
 
 def test_a_jpeg_in_the_checkpoint_box_is_let_in_and_named(app):
@@ -365,7 +408,7 @@ def test_a_jpeg_in_the_checkpoint_box_is_let_in_and_named(app):
     checkpoint file first"; it takes any file and says what it is."""
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
-    box = at.file_uploader(key="ckpt_upload")
+    box = _ckpt_box(at)
     assert list(box.proto.type) == []  # no browser-side refusal
     jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64)
     box.set_value([("photo.jpg", jpeg, "image/jpeg")])
@@ -553,8 +596,8 @@ def test_first_screen_gallery_says_its_pages_and_collapses_on_a_pick(app, tmp_pa
     at.sidebar.selectbox(key="split").set_value("all")
     _ok(at.run())
     _source(at, "Dataset")
-    if at.sidebar.selectbox(key="model_choice").value != "demo-synthetic (synthetic demo)":
-        at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic (synthetic demo)")
+    if at.sidebar.selectbox(key="model_choice").value != "demo-synthetic":
+        at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic")
         _ok(at.run())
     assert next(n for n in at.number_input if n.label.startswith("Gallery page")).label == (
         "Gallery page (of 2)"

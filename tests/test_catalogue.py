@@ -21,6 +21,7 @@ def test_bundled_models_order_puts_the_best_real_single_label_model_first(tmp_pa
         "beta-real": {"synthetic": False, "metrics": {"val": {"accuracy": 0.97}}},
         "alpha-multi": {"multilabel": True, "metrics": {"val": {"accuracy": 0.999}}},
         "alpha-synthetic": {"synthetic": True, "metrics": {"val": {"accuracy": 1.0}}},
+        "plant-demo": {"synthetic": True, "metrics": {"val": {"accuracy": 0.5}}},
         "no-card": None,
     }
     for name, card in cards.items():
@@ -35,7 +36,8 @@ def test_bundled_models_order_puts_the_best_real_single_label_model_first(tmp_pa
         "zeta-real",
         "beta-real",
         "alpha-multi",
-        "alpha-synthetic (synthetic demo)",
+        "alpha-synthetic",  # short labels the sidebar box does not clip (QA item 5)
+        "plant-demo · synthetic",  # marked only where the name does not say it
     ]
     assert catalogue.bundled_models(tmp_path / "absent") == []
 
@@ -83,14 +85,15 @@ def test_recommended_configuration_comes_first_and_is_described():
     assert catalogue.layer_options(card)[0] == "layer3"
     assert "layer4" in catalogue.layer_options(card)
     text = catalogue.recommended_caption(card)
-    assert text.startswith("Recommended: layercam @ layer3")
+    # display names, not internal ids (QA item 4)
+    assert text.startswith("Recommended: LayerCAM at layer layer3")
     assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
     assert "flip averaging" not in text
     flipped = dataclasses.replace(
         card, recommended=dataclasses.replace(card.recommended, flips=True)
     )
     assert catalogue.recommended_caption(flipped).startswith(
-        "Recommended: layercam @ layer3 with flip averaging"
+        "Recommended: LayerCAM at layer layer3 with flip averaging"
     )
     plain = dataclasses.replace(card, recommended=None)
     assert catalogue.recommended_caption(plain) is None
@@ -113,17 +116,29 @@ def test_a_checkpoint_and_its_card_dropped_together_are_paired(tmp_path):
     assert pair.card == ("card.json", b"{}")
     pair = catalogue.pair_checkpoint_files([("w.pt", b"w")], folder=tmp_path)
     assert pair.checkpoint == ("w.pt", b"w") and pair.card is None
-    # the box keeps earlier files: the last checkpoint and its card are used, the rest named
+    # several checkpoints in one drop: the last is loaded and said so; its card only by stem
     pair = catalogue.pair_checkpoint_files(
         [("old.pt", b"o"), ("old.json", b"{o}"), ("w.pt", b"w"), ("a.json", b"{a}")],
         folder=tmp_path,
     )
-    assert pair.checkpoint == ("w.pt", b"w") and pair.card == ("a.json", b"{a}")
+    assert pair.checkpoint == ("w.pt", b"w") and pair.card is None
     assert pair.errors == ()
     assert pair.notes == (
-        "old.pt: not loaded; only the last checkpoint dropped is (w.pt)",
-        "old.json: not used; the card of w.pt is a.json",
+        "2 checkpoints were dropped together: w.pt (the last) is loaded, old.pt not. Drop one "
+        "checkpoint at a time, with its card.",
+        "old.json, a.json: not used; no w.json came with w.pt",
     )
+
+
+def test_a_card_is_never_paired_with_another_checkpoint(tmp_path):
+    """QA item 1: release.pt dropped after model.pt + model.json was loaded "with its card
+    model.json"; a card goes with its own checkpoint only."""
+    pair = catalogue.pair_checkpoint_files(
+        [("model.pt", b"m"), ("model.json", b"{m}"), ("release.pt", b"r")], folder=tmp_path
+    )
+    assert pair.checkpoint == ("release.pt", b"r") and pair.card is None
+    assert any("release.pt (the last) is loaded, model.pt not" in n for n in pair.notes)
+    assert "model.json: not used; no release.json came with release.pt" in pair.notes
 
 
 def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path):
@@ -153,3 +168,13 @@ def test_an_uploaded_model_is_named_by_its_card(tmp_path):
     assert Path(ref.path).with_suffix(".json").read_bytes() == _card_bytes()
     bare = catalogue.uploaded_model(("model.pt", b"w"), classes=["a", "b"], folder=tmp_path)
     assert bare.label == "model.pt (uploaded)"
+
+
+def test_a_checkpoint_is_shown_by_the_name_it_was_uploaded_as(tmp_path):
+    """QA item 4: "model.pt (uploaded)", not /tmp/cam-core-uploads/<hash>/model.pt; a bundled
+    model's path relative to the repository."""
+    ref = catalogue.uploaded_model(("my model.pt", b"w"), classes=["a"], folder=tmp_path)
+    assert catalogue.checkpoint_shown(ref, tmp_path) == "my model.pt (uploaded)"
+    bundled = catalogue.ModelRef("m", str(tmp_path / "models" / "m" / "model.pt"))
+    assert catalogue.checkpoint_shown(bundled, tmp_path) == "models/m/model.pt"
+    assert catalogue.checkpoint_shown(bundled, tmp_path / "elsewhere") == bundled.path
