@@ -181,14 +181,22 @@ def image_picker(state: AppState, page: str, *, allow_upload: bool) -> ImageItem
     report = upload_report()
     sources = _sources(state, report)
     fallback = SOURCE_DATASET if state.dataset else SOURCE_DEMO
+    key = f"{page}_img_source"
+    root = str(state.data_root) if state.dataset is not None else ""
+    seen = st.session_state.get("_picker_data_root")
+    st.session_state["_picker_data_root"] = root
+    if seen is not None and root and root != seen:
+        # a dataset folder was just typed: show its images, in the control as on the page
+        set_pref("img_source", SOURCE_DATASET)
+        st.session_state.pop(key, None)
     wanted = pref("img_source", fallback)
+    _show_in_widget(key, sources, wanted if wanted in sources else fallback)
     source = st.segmented_control(
         "Image source",
         sources,
-        default=wanted if wanted in sources else fallback,
-        key=f"{page}_img_source",
+        key=key,
         on_change=remember,
-        args=(f"{page}_img_source", "img_source"),
+        args=(key, "img_source"),
         label_visibility="collapsed",
     )
     source = source or fallback
@@ -206,10 +214,7 @@ def image_picker(state: AppState, page: str, *, allow_upload: bool) -> ImageItem
     if source == SOURCE_DATASET and state.dataset is not None:
         label = f"{state.data_root} · split {state.split}"
         return _gallery(state.samples, "dataset", label, page, chooser)
-    st.caption(
-        "**Synthetic demo**: images drawn by `cam_core.synth` with known defect boxes; "
-        "not real steel."
-    )
+    st.caption("**Synthetic demo**: generated images with known defect boxes; not real steel.")
     return _gallery(demo_samples(), SYNTHETIC_SOURCE, "synthetic demo", page, chooser)
 
 
@@ -320,16 +325,15 @@ def _gallery(
         return None
     stems = [s.stem for s in shown]
     key = f"{page}_image_stem"
-    if pref("image_stem", None) not in stems and chooser is not None:
+    if pref("image_stem", None) not in stems:
         # first look at this gallery: open on a representative image, not just the first
-        picked = chooser(shown, source)
-        if picked is not None:
-            set_pref("image_stem", picked)
-            st.session_state.pop(key, None)
+        picked = chooser(shown, source) if chooser is not None else None
+        set_pref("image_stem", picked if picked is not None else stems[0])
+        st.session_state.pop(key, None)
+    _show_in_widget(key, stems, pref("image_stem", stems[0]))
     stem = right.selectbox(
         f"Image ({len(shown)} in {where})",
         stems,
-        index=index_of(stems, pref("image_stem", stems[0])),
         key=key,
         on_change=remember,
         args=(key, "image_stem"),
@@ -343,6 +347,15 @@ def _gallery(
     except data.DataError as exc:
         st.error(str(exc))
         return None
+
+
+def _show_in_widget(key: str, options: Sequence[Any], value: Any) -> None:
+    """Make the keyed widget drawn next show ``value`` when it holds no valid option (new, or
+    its options changed). Set through the session state, not as a default, so the browser
+    shows it too: a default does not replace a value the browser still holds (the QA walk saw
+    "crazing_synth_0000" selected while a dataset image was drawn)."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = value
 
 
 def _open(stem: str, widget_key: str) -> None:

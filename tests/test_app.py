@@ -322,6 +322,26 @@ def test_real_data_with_the_synthetic_model_switches_to_a_real_model_and_says_so
     assert any("trained on synthetic images" in w.value for w in at.main.warning)
 
 
+def test_typing_a_dataset_folder_shows_its_image_in_the_picker(app):
+    """QA item 3: on a fresh clone, typing the NEU-DET folder drew crazing_11.jpg while the
+    selector still read "crazing_synth_0000" and no image source was highlighted; the source
+    control and the image selector show what is drawn."""
+    neu = Path("/work/shared/NEU-DET")
+    if not neu.is_dir():
+        pytest.skip(f"{neu} absent")
+    at = _ok(app.run())
+    assert at.get("button_group")[0].value == "Synthetic demo"
+    at.sidebar.text_input(key="dataset_dir").set_value(str(neu))
+    _ok(at.run(timeout=180))
+    assert at.get("button_group")[0].value == "Dataset"
+    box = next(s for s in at.selectbox if s.label.startswith("Image ("))
+    drawn = [c for c in _captions(at) if c.startswith("GT panel: ")]
+    assert drawn and all(c.startswith(f"GT panel: {box.value}.") for c in drawn), (
+        box.value,
+        drawn,
+    )
+
+
 def test_a_checkpoint_with_its_card_applies_the_recommendation_on_load(app):
     """Issue 14 items 4 and 5: model.pt and model.json dropped together load as one model named
     by its card, and the sidebar's layer, methods and Explore's threshold follow the card
