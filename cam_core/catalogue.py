@@ -292,7 +292,7 @@ def recommended_caption(card: ModelCard) -> str | None:
     cal = rec.calibration
     split, n = (cal.split, cal.n) if cal is not None else (None, None)
     return (
-        f"Recommended: {method_name(rec.method)} at layer {rec.layer}{flips}, map→box threshold "
+        f"Recommended: {method_name(rec.method)} @ {rec.layer}{flips}, map→box threshold "
         f"{rec.threshold}; {figures} on {split or '?'} (n={'?' if n is None else n})"
     )
 

@@ -279,7 +279,7 @@ def test_with_neu_det_the_app_opens_on_the_best_real_model_and_its_recommended_m
     assert at.sidebar.selectbox(key="model_choice").value == "neu-boxsup-patch-resnet18"
     layer = next(s for s in at.sidebar.selectbox if s.label == "Target layer")
     assert layer.value == "head" and layer.options[0] == "head"
-    assert any("Recommended: Grad-CAM at layer head" in c for c in at.sidebar.caption.values)
+    assert any("Recommended: Grad-CAM @ head" in c for c in at.sidebar.caption.values)
     # the card recommends flip-averaged maps (auto-configured on val), so they are on
     assert next(t for t in at.sidebar.toggle if t.label == "Flip averaging").value is True
     assert at.selectbox(key="box_threshold").value == 0.3  # the card's recommended threshold

@@ -86,14 +86,14 @@ def test_recommended_configuration_comes_first_and_is_described():
     assert "layer4" in catalogue.layer_options(card)
     text = catalogue.recommended_caption(card)
     # display names, not internal ids (QA item 4)
-    assert text.startswith("Recommended: LayerCAM at layer layer3")
+    assert text.startswith("Recommended: LayerCAM @ layer3")
     assert "pointing 0.61" in text and "centre-point baseline 0.60" in text and "n=228" in text
     assert "flip averaging" not in text
     flipped = dataclasses.replace(
         card, recommended=dataclasses.replace(card.recommended, flips=True)
     )
     assert catalogue.recommended_caption(flipped).startswith(
-        "Recommended: LayerCAM at layer layer3 with flip averaging"
+        "Recommended: LayerCAM @ layer3 with flip averaging"
     )
     plain = dataclasses.replace(card, recommended=None)
     assert catalogue.recommended_caption(plain) is None
