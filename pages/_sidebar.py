@@ -23,6 +23,7 @@ from cam_core.mapcache import cache_in
 from cam_core.methods import METHODS, get_method
 from cam_core.models import CheckpointError, ModelCard
 from cam_core.vocabulary import method_name
+from pages import _legacy
 from pages._state import (
     DEFAULT_METHODS,
     MODELS_DIR,
@@ -241,6 +242,10 @@ def sidebar() -> AppState:
 
 
 def app_state() -> AppState:
-    """The state the sidebar set for this run."""
+    """The state the sidebar set for this run. Every page calls it first: a fresh server whose
+    first request is a page's own address (``/evaluate``) runs that page without ``app.py``
+    (Streamlit's legacy ``pages/`` route), so it leaves that mode here too and reruns through
+    ``app.py``."""
+    _legacy.leave_legacy_mode()
     state = st.session_state.get("app_state")
     return state if isinstance(state, AppState) else sidebar()

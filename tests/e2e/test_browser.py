@@ -74,6 +74,19 @@ def _set_methods(page, wanted: tuple[str, ...], *, wait: bool = True) -> None:
     assert tags.all_inner_texts() == list(wanted)
 
 
+def test_a_fresh_servers_first_request_to_a_page_address_gets_the_app(browser_page, server):
+    """Runs first in this module: a fresh server's first request opens ``/evaluate`` directly
+    (a bookmark). Streamlit's legacy pages/ route would run the page without app.py (no menu,
+    no sidebar); the page must come with the app's four-page menu and its sidebar."""
+    page = browser_page
+    page.goto(f"{server}/evaluate")
+    page.get_by_role("heading", name="Evaluate").wait_for()
+    settled(page)
+    nav = [t.split()[-1] for t in page.locator("[data-testid=stSidebarNav] a").all_inner_texts()]
+    assert nav == ["Explore", "Compare", "Evaluate", "Models"], nav
+    assert page.locator("[data-testid=stSidebar]").get_by_text("Dataset folder").count() == 1
+
+
 def _test_images(root, classes=("scratches", "inclusion", "patches")) -> list[tuple[Path, Path]]:
     """One test-split image (never in a training set) of each of ``classes``, with its XML;
     the first is the one drawn after the upload (and in the README's screenshot)."""
