@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,3 +77,35 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     model = build_model("local_resnet18", len(NEU_CLASSES))
     return save_model(model, card, tmp_path_factory.mktemp("tiny-model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny convolutions on a busy 2-core machine: one thread is ~50x faster than two
+    (a module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 synthetic 64 x 64 images per NEU class (split: 2 train + 1 val per class), one folder
+    per test module."""
+    from cam_core.synth import write_voc_folder
+
+    return write_voc_folder(tmp_path_factory.mktemp("voc"), 3, seed=0, size=64)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test module's own copy of :func:`tiny_checkpoint` (its tests may rewrite the card)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    shutil.copyfile(tiny_checkpoint, out)
+    shutil.copyfile(tiny_checkpoint.with_suffix(".json"), out.with_suffix(".json"))
+    return out

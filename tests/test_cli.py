@@ -12,50 +12,20 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from cam_core import cli
 from cam_core.__main__ import main
 from cam_core.data import NEU_CLASSES
 from cam_core.evaluation import BASELINES, evaluate
 from cam_core.explain import Explainer
-from cam_core.models import ModelCard, build_model, load_model, save_model
-from cam_core.synth import write_voc_folder
+from cam_core.models import ModelCard, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 SUBCOMMANDS = ("train", "explain", "evaluate", "synth", "mosaics")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny convolutions on a busy 2-core machine: one thread is ~50x faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def voc(tmp_path_factory) -> Path:
-    """3 synthetic 64 x 64 images per NEU class (split: 2 train + 1 val per class)."""
-    return write_voc_folder(tmp_path_factory.mktemp("voc"), 3, seed=0, size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("local_resnet18", len(NEU_CLASSES))
-    card = ModelCard(
-        name="tiny",
-        arch="local_resnet18",
-        classes=NEU_CLASSES,
-        multilabel=False,
-        input_size=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-    )
-    return save_model(model, card, tmp_path_factory.mktemp("model") / "model.pt")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------- parsers

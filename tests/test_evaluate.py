@@ -28,41 +28,12 @@ from cam_core.evaluation import (
     write_report,
 )
 from cam_core.explain import Explainer
-from cam_core.models import ModelCard, build_model, load_model, save_model
-from cam_core.synth import write_voc_folder
+from cam_core.models import ModelCard, load_model
 
 SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny convolutions on a busy 2-core machine: one thread is ~50x faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def voc(tmp_path_factory) -> Path:
-    """3 synthetic 64 x 64 images per NEU class (split: 2 train + 1 val per class)."""
-    return write_voc_folder(tmp_path_factory.mktemp("voc"), 3, seed=0, size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("local_resnet18", len(NEU_CLASSES))
-    card = ModelCard(
-        name="tiny",
-        arch="local_resnet18",
-        classes=NEU_CLASSES,
-        multilabel=False,
-        input_size=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-    )
-    return save_model(model, card, tmp_path_factory.mktemp("model") / "model.pt")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class SpyExplainer(Explainer):
@@ -514,7 +485,7 @@ def test_a_stopped_run_covers_every_class_evenly_and_says_so(voc, checkpoint, lo
     expected = ", ".join(f"{c} 1" for c in sorted(NEU_CLASSES))
     assert result.status() == f"stopped at 6 of 12 images; covers {expected}"
     settings = result.settings()
-    assert settings["split"] == "train" and settings["model"] == "tiny"
+    assert settings["split"] == "train" and settings["model"] == "tiny-local"
     assert settings["methods"] == "gradcam" and settings["layers"] == result.layers[0]
     assert settings["images"] == "6 of 12" and settings["flip averaging"] == "off"
     assert settings["target rule"] == "file-class"
@@ -574,7 +545,7 @@ def test_report_states_the_true_split_and_the_run_state(voc, checkpoint, loaded,
     text = write_report(result, tmp_path / "r.html").read_text()
     assert "<tr><th>split</th><td>val</td></tr>" in text
     assert "split</th><td>all" not in text
-    assert "<tr><th>model</th><td>tiny</td></tr>" in text
+    assert "<tr><th>model</th><td>tiny-local</td></tr>" in text
     assert f"done: {len(samples)} images; covers" in text
 
 
