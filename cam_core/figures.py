@@ -29,6 +29,7 @@ from cam_core.render import (
     class_colour,
     colormap_lut,
     css,
+    label_rects,
     png_bytes,
     to_rgb,
 )
@@ -168,8 +169,8 @@ def _cam_box_traces(
     boxes: Sequence[BoxLike], labels: Sequence[str] | None, shape: tuple[int, int]
 ) -> list[go.Scatter]:
     """Map boxes in white, a legend swatch that reads on a white page (white square, dark edge),
-    and their labels placed inside the image: a box in the right half is labelled leftwards from
-    its right edge, a box at the top below its top edge.
+    and their labels where the slides put them (:func:`cam_core.render.label_rects`): inside
+    the image, never over an earlier label.
     """
     h, w = shape
     xs, ys = _outline(boxes)
@@ -199,21 +200,19 @@ def _cam_box_traces(
         ),
     ]
     if labels:
-        corners = [box_xyxy(b) for b in boxes]
-        right = [x0 >= w / 2 for x0, _, _, _ in corners]
+        # at the places the slides use: inside the image, never over an earlier label (one with
+        # no free place is left out)
+        placed = [
+            (s, r) for s, r in zip(labels, label_rects((h, w), boxes, labels), strict=True) if r
+        ]
+        texts, plates = [s for s, _ in placed], [r for _, r in placed]
         traces.append(
             go.Scatter(
-                x=[
-                    (x1 if r else x0) - 0.5
-                    for (x0, _, x1, _), r in zip(corners, right, strict=True)
-                ],
-                y=[y0 - 0.5 for _, y0, _, _ in corners],
+                x=[(x0 + x1) / 2 - 0.5 for x0, _, x1, _ in plates],
+                y=[(y0 + y1) / 2 - 0.5 for _, y0, _, y1 in plates],
                 mode="text",
-                text=list(labels),
-                textposition=[
-                    ("bottom " if y0 < 0.12 * h else "top ") + ("left" if r else "right")
-                    for (_, y0, _, _), r in zip(corners, right, strict=True)
-                ],
+                text=texts,
+                textposition="middle center",
                 textfont={"color": "white", "size": 11, "shadow": "0 0 2px black"},
                 cliponaxis=False,
                 showlegend=False,

@@ -72,13 +72,14 @@ def _map_figure(cam_boxes, shape=(100, 200)):
 def test_map_box_labels_stay_inside_the_image():
     # plotly drops text outside the axes: a label above a box at the top edge was not drawn, one
     # starting at a box near the right edge ran out of the image
-    fig = _map_figure([(0, 0, 20, 10), (180, 40, 200, 60), (20, 50, 60, 70)])
+    boxes = [(0, 0, 20, 10), (180, 40, 200, 60), (20, 50, 60, 70)]
+    fig = _map_figure(boxes)
     text = next(t for t in fig.data if getattr(t, "mode", None) == "text")
-    positions = list(text.textposition)
-    top, right, middle = positions
-    assert top.startswith("bottom")  # below the top edge, inside the box
-    assert right.endswith("left") and text.x[1] == 199.5  # leftwards from its right edge
-    assert middle == "top right" and text.x[2] == 19.5  # the usual place when there is room
+    assert text.text == ("IoU 0.0", "IoU 0.1", "IoU 0.2")
+    plates = render.label_rects((100, 200), boxes, list(text.text))
+    for x, y, (x0, y0, x1, y1) in zip(text.x, text.y, plates, strict=True):
+        assert x0 >= 0 and x1 <= 200 and y0 >= 0 and y1 <= 100  # the whole plate inside
+        assert x == (x0 + x1) / 2 - 0.5 and y == (y0 + y1) / 2 - 0.5
     assert text.cliponaxis is False
 
 
@@ -158,3 +159,19 @@ def test_metric_bars_one_trace_per_method_baselines_hatched():
     )
     assert fig.data[1].marker.pattern.shape == "/" and fig.data[0].marker.pattern.shape is None
     assert list(fig.data[0].y) == [0.45, 0.1, 0.3]
+
+
+def test_map_box_labels_never_overlap():
+    # small map boxes side by side on a busy crazing map: their labels piled up at the corners
+    boxes = [(40, 40, 44, 44), (45, 40, 49, 44), (41, 46, 45, 50), (100, 60, 104, 64)]
+    fig = _map_figure(boxes)
+    text = next(t for t in fig.data if getattr(t, "mode", None) == "text")
+    plates = [r for r in render.label_rects((100, 200), boxes, list(_labels(4))) if r]
+    assert len(text.text) == len(plates) >= 3
+    for i, a in enumerate(plates):
+        for b in plates[i + 1 :]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
+def _labels(n):
+    return [f"IoU 0.{i}" for i in range(n)]
