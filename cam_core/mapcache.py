@@ -112,6 +112,13 @@ def default_classes(
     return chosen[:limit]
 
 
+def map_key(
+    model_id: str, item: ImageItem, method: str, layer: str, flip_smooth: bool, cls: int
+) -> MapKey:
+    """The cache key of one map (the one place it is spelt)."""
+    return (model_id, item.key, method, layer, flip_smooth, cls)
+
+
 def missing_methods(
     model_id: str,
     item: ImageItem,
@@ -128,7 +135,7 @@ def missing_methods(
     return [
         m
         for m in methods
-        if any((model_id, item.key, m, layer, flip_smooth, c) not in cache.maps for c in classes)
+        if any(map_key(model_id, item, m, layer, flip_smooth, c) not in cache.maps for c in classes)
     ]
 
 
@@ -153,7 +160,7 @@ def compute_maps(
     """
 
     def key(method: str, c: int) -> MapKey:
-        return (model_id, item.key, method, layer, flip_smooth, c)
+        return map_key(model_id, item, method, layer, flip_smooth, c)
 
     missing = missing_methods(
         model_id, item, methods, classes, layer, cache, flip_smooth=flip_smooth

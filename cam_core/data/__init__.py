@@ -13,7 +13,6 @@ from cam_core.data.core import (
     Box,
     DataError,
     Sample,
-    read_limited,
     rescale_boxes,
 )
 from cam_core.data.dataset import (
@@ -64,7 +63,6 @@ __all__ = [
     "load_dataset",
     "parse_voc",
     "read_image",
-    "read_limited",
     "rescale_boxes",
     "split_samples",
     "stem_hash",

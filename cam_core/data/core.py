@@ -161,3 +161,17 @@ def read_limited(path: Path, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise DataError(f"{what} is too large (over {limit:,} bytes)", path=path)
     return data
+
+
+def read_source(
+    source: bytes | str | Path, name: str | None, limit: int, what: str
+) -> tuple[str, bytes]:
+    """(the path to name in errors, the bytes) of a file path or of bytes already read, refusing
+    more than ``limit`` bytes (``what`` names the kind of file in the message).
+    """
+    if isinstance(source, bytes):
+        path = name or "<bytes>"
+        if len(source) > limit:
+            raise DataError(f"{what} is too large (over {limit:,} bytes)", path=path)
+        return path, source
+    return str(source), read_limited(Path(source), limit, what)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from cam_core.data.core import DataError, read_limited
+from cam_core.data.core import DataError, read_source
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 """File suffixes (any case) that the dataset loaders treat as images."""
@@ -39,14 +39,7 @@ def read_image(
 
 
 def _read_image(source: bytes | str | Path, name: str | None, max_pixels: int) -> np.ndarray:
-    if isinstance(source, bytes):
-        path = name or "<bytes>"
-        if len(source) > MAX_IMAGE_BYTES:
-            raise DataError(f"image file is too large (over {MAX_IMAGE_BYTES:,} bytes)", path=path)
-        data = source
-    else:
-        path = str(source)
-        data = read_limited(Path(source), MAX_IMAGE_BYTES, "image file")
+    path, data = read_source(source, name, MAX_IMAGE_BYTES, "image file")
     if not data:
         raise DataError("empty file (0 bytes)", path=path)
     try:

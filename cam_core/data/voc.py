@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from cam_core.data.core import NEU_CLASSES, Box, DataError, _display_name, _quote, read_limited
+from cam_core.data.core import NEU_CLASSES, Box, DataError, _display_name, _quote, read_source
 
 MAX_XML_BYTES = 1 << 20
 """Largest annotation file :func:`parse_voc` reads (1 MiB; a NEU-DET XML is ~1 kB)."""
@@ -124,14 +124,7 @@ def parse_voc(
 def _parse_voc(
     source: bytes | str | Path, name: str | None, image_size: tuple[int, int] | None
 ) -> Annotation:
-    if isinstance(source, bytes):
-        path = name or "<bytes>"
-        if len(source) > MAX_XML_BYTES:
-            raise DataError(f"XML is too large (over {MAX_XML_BYTES:,} bytes)", path=path)
-        data = source
-    else:
-        path = str(source)
-        data = read_limited(Path(source), MAX_XML_BYTES, "XML")
+    path, data = read_source(source, name, MAX_XML_BYTES, "XML")
     name = name or _display_name(path)
 
     if b"<!ENTITY" in data:
