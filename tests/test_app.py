@@ -49,6 +49,21 @@ def _ckpt_box(at):
     return next(f for f in at.file_uploader if f.key.startswith("ckpt_upload_"))
 
 
+def _load_checkpoint(at, files):
+    """Drop ``files`` ((name, bytes, mime) tuples) into the checkpoint box, press Load, rerun."""
+    _ckpt_box(at).set_value(files)
+    next(b for b in at.button if b.label == "Load checkpoint").click()
+    return _ok(at.run())
+
+
+def _demo_pair(stem: str) -> list[tuple[str, bytes, str]]:
+    """The demo model's checkpoint and card, dropped as ``<stem>.pt`` + ``<stem>.json``."""
+    return [
+        (f"{stem}.pt", DEMO.read_bytes(), "application/octet-stream"),
+        (f"{stem}.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
+    ]
+
+
 def _png(image) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
@@ -228,14 +243,7 @@ def test_models_page_loads_an_uploaded_checkpoint_with_its_card(app):
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
     # the checkpoint and its card dropped together in one box (issue 14 item 4)
-    _ckpt_box(at).set_value(
-        [
-            ("mine.pt", DEMO.read_bytes(), "application/octet-stream"),
-            ("mine.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
-        ]
-    )
-    next(b for b in at.button if b.label == "Load checkpoint").click()
-    _ok(at.run())
+    _load_checkpoint(at, _demo_pair("mine"))
     # named by its card (issue 14 item 5)
     assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (uploaded)"
     assert "demo-synthetic" in [h.value for h in at.subheader]
@@ -397,14 +405,7 @@ def test_the_checkpoint_box_empties_after_a_load_and_never_reuses_a_card(app):
     a card goes only with the checkpoint it was dropped with."""
     at = _ok(app.run())
     _ok(at.switch_page("pages/models.py").run())
-    _ckpt_box(at).set_value(
-        [
-            ("model.pt", DEMO.read_bytes(), "application/octet-stream"),
-            ("model.json", DEMO.with_suffix(".json").read_bytes(), "application/json"),
-        ]
-    )
-    next(b for b in at.button if b.label == "Load checkpoint").click()
-    _ok(at.run())
+    _load_checkpoint(at, _demo_pair("model"))
     assert at.sidebar.selectbox(key="model_choice").value == "demo-synthetic (uploaded)"
     assert not _ckpt_box(at).value  # emptied for the next drop
     _ckpt_box(at).set_value([("release.pt", DEMO.read_bytes(), "application/octet-stream")])
