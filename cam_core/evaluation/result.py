@@ -20,6 +20,7 @@ from cam_core.evaluation.config import (
     EvalConfig,
     box_key,
 )
+from cam_core.metrics.stats import image_parts
 
 __all__ = ["NO_CLASS", "Coverage", "EvalResult", "accumulate", "row_columns"]
 
@@ -33,6 +34,9 @@ class _Acc:
 
     maxbox: M.MaxBoxAccV2 = field(default_factory=M.MaxBoxAccV2)
     pxap: M.PxAP = field(default_factory=lambda: M.PxAP(PXAP_BINS))
+    parts: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
+    """Per image stem (class-level groups only): its MaxBoxAccV2 hits (deltas × thresholds, bool)
+    and PxAP positive / negative histograms — what :mod:`cam_core.metrics.stats` resamples."""
 
 
 def accumulate(accs: dict[tuple[str, str, str], _Acc], row: Mapping[str, Any]) -> None:
@@ -47,6 +51,8 @@ def accumulate(accs: dict[tuple[str, str, str], _Acc], row: Mapping[str, Any]) -
         else:
             acc.maxbox.add_best_ious(row["_best_ious"])
             acc.pxap.add_histograms(row["_pos"], row["_neg"])
+            if cls != "all":
+                acc.parts[row["stem"]] = image_parts(acc.maxbox.deltas, row)
 
 
 def row_columns(cfg: EvalConfig) -> list[str]:
@@ -62,6 +68,7 @@ def row_columns(cfg: EvalConfig) -> list[str]:
         "score",
         "correct",
         "n_boxes",
+        "box_share",
         "error",
     ]
 

@@ -216,6 +216,7 @@ def evaluate_batch(
                     continue
                 c = classes.index(cls)
                 gt = tuple(b for b in boxes if b.cls == cls)
+                share = float(M.box_mask(gt, shape).mean()) if gt else 0.0
                 found: list[tuple[str, str, np.ndarray | None, str | None]] = []
                 for m in cfg.methods:
                     for lay in layers:
@@ -225,6 +226,7 @@ def evaluate_batch(
                 for m, lay, cam, err in found:
                     row = _base_row(cfg, s, cls, m, lay)
                     row.update(score=float(score_of[c]), correct=correct, n_boxes=len(gt))
+                    row["box_share"] = share  # image share covered by the class's boxes
                     if cam is not None:
                         _score_map(row, cam, gt, cfg)
                     else:
