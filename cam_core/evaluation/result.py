@@ -20,6 +20,7 @@ from cam_core.evaluation.config import (
     EvalConfig,
     box_key,
 )
+from cam_core.metrics.position import PositionAcc
 from cam_core.metrics.stats import image_parts
 
 __all__ = ["NO_CLASS", "Coverage", "EvalResult", "accumulate", "row_columns"]
@@ -37,6 +38,8 @@ class _Acc:
     parts: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
     """Per image stem (class-level groups only): its MaxBoxAccV2 hits (deltas × thresholds, bool)
     and PxAP positive / negative histograms — what :mod:`cam_core.metrics.stats` resamples."""
+    position: PositionAcc = field(default_factory=PositionAcc)
+    """Mean map / box density grids in image coordinates (:mod:`cam_core.review.bias`)."""
 
 
 def accumulate(accs: dict[tuple[str, str, str], _Acc], row: Mapping[str, Any]) -> None:
@@ -45,6 +48,8 @@ def accumulate(accs: dict[tuple[str, str, str], _Acc], row: Mapping[str, Any]) -
         return
     for cls in (row["class"], "all"):
         acc = accs.setdefault((row["method"], row["layer"], cls), _Acc())
+        if "_grid" in row:  # method rows only (baselines carry none)
+            acc.position.add(row["_grid"], row.get("_gt"))
         if row["_best_ious"] is None:
             acc.maxbox.skipped += 1
             acc.pxap.skipped += 1
@@ -67,6 +72,7 @@ def row_columns(cfg: EvalConfig) -> list[str]:
         *(box_key(t) for t in cfg.box_thresholds),
         "score",
         "correct",
+        "predicted",
         "n_boxes",
         "box_share",
         "error",

@@ -2,8 +2,9 @@
 
 A row is one (sample, target class, method, layer) with the figures of
 :func:`cam_core.metrics.localization_scores`; the private keys ``_best_ious``, ``_pos`` and
-``_neg`` hold what the dataset accumulators (MaxBoxAccV2, PxAP) need, ``_n`` the sample's row
-count (the store's sign that a sample is complete).
+``_neg`` hold what the dataset accumulators (MaxBoxAccV2, PxAP) need, ``_grid`` / ``_gt`` a method
+map's 50 x 50 grid and its class's boxes in image fractions (:mod:`cam_core.metrics.position`),
+``_n`` the sample's row count (the store's sign that a sample is complete).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cam_core.evaluation.config import (
 )
 from cam_core.evaluation.result import row_columns
 from cam_core.explain import CamError, Explainer
+from cam_core.metrics.position import encode_grid, normalised_boxes
 from cam_core.models import resolve_layer
 
 __all__ = ["MAXBOX", "evaluate_batch", "plain", "public", "resolve_layers"]
@@ -227,8 +229,11 @@ def evaluate_batch(
                     row = _base_row(cfg, s, cls, m, lay)
                     row.update(score=float(score_of[c]), correct=correct, n_boxes=len(gt))
                     row["box_share"] = share  # image share covered by the class's boxes
+                    row["predicted"] = classes[int(np.argmax(score_of))]  # top-1
                     if cam is not None:
                         _score_map(row, cam, gt, cfg)
+                        if lay != BASELINE_LAYER and row["error"] is None:  # bias-map grid
+                            row.update(_grid=encode_grid(cam), _gt=normalised_boxes(gt, shape))
                     else:
                         row["error"] = err or f"{m} @ {lay}: no map returned"
                     per_sample[i].append(row)
