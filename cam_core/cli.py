@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core {train,explain,evaluate,synth,mosaics} …`` (``-h`` each).
+"""Command line: ``python -m cam_core {train,explain,evaluate,synth,mosaics,diff} …`` (``-h`` each).
 
 Every subcommand's parser and its thin handler live here: parse → one library call → print.
 Handlers return the exit status (0 ok, 1 nothing scored, 2 bad input, 130 interrupted).
@@ -375,17 +375,72 @@ def _mosaics(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- diff
+
+
+def _add_diff(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser(
+        "diff",
+        help="release vs release: two checkpoints on the same split and settings",
+        description="Evaluate two checkpoints on the same images with the same settings; write "
+        "per-class B - A with paired bootstrap 95%% intervals (diff.csv), the images that changed "
+        "(changes.csv) and diff.html.",
+    )
+    d.add_argument("--checkpoint-a", required=True, help="release A (card JSON beside it)")
+    d.add_argument("--checkpoint-b", required=True, help="release B (card JSON beside it)")
+    d.add_argument("--data", default=None, help="dataset folder (default: the NEU-DET found)")
+    d.add_argument("--split", default="test", choices=[*SPLITS, "all"])
+    d.add_argument("--methods", default="gradcam", help="the method compared (first one)")
+    d.add_argument("--target-rule", default="file-class", choices=TARGET_RULES)
+    d.add_argument("--tau", type=float, default=0.5, help="IoU threshold, fraction of map max")
+    d.add_argument("--flip-smooth", action="store_true", help="average maps over the 4 flips")
+    d.add_argument("--limit", type=_at_least(1), default=None, help="N images, classes in turn")
+    d.add_argument("--batch-size", type=_at_least(1), default=16)
+    d.add_argument("--out", required=True, help="folder: diff.csv, changes.csv, diff.html")
+    d.set_defaults(func=_diff)
+
+
+def _diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from cam_core.data import DataError, find_neu_det
+    from cam_core.models import CheckpointError
+    from cam_core.review.diff import diff_checkpoints, write_diff
+
+    try:
+        data = args.data or find_neu_det()
+        if data is None:
+            raise ValueError("no --data given and no NEU-DET folder found (set NEU_DET_DIR)")
+        cfg = EvalConfig(
+            data=str(data),
+            checkpoint=args.checkpoint_a,
+            split=None if args.split == "all" else args.split,
+            methods=tuple(_split_list(args.methods)),
+            target_rule=args.target_rule,
+            tau=args.tau,
+            flip_smooth=args.flip_smooth,
+            limit=args.limit,
+            batch_size=args.batch_size,
+        )
+        _, _, diff = diff_checkpoints(cfg, args.checkpoint_b, out=Path(args.out) / "rows")
+    except (ValueError, KeyError, CheckpointError, DataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = write_diff(diff, args.out)
+    print(f"A: {diff.a}\nB: {diff.b}\n{diff.n_images} images, {len(diff.changes)} changes")
+    print(f"wrote {', '.join(map(str, paths))}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser (subcommands train, explain, evaluate, synth, mosaics)."""
+    """The CLI's argument parser (subcommands train, explain, evaluate, synth, mosaics, diff)."""
     p = argparse.ArgumentParser(
         prog="python -m cam_core",
         description="cam_core: train, explain and evaluate NEU-DET defect classifiers.",
     )
     sub = p.add_subparsers(dest="cmd", required=True)
-    for add in (_add_train, _add_explain, _add_evaluate, _add_synth, _add_mosaics):
+    for add in (_add_train, _add_explain, _add_evaluate, _add_synth, _add_mosaics, _add_diff):
         add(sub)
     return p
 
