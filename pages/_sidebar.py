@@ -31,8 +31,10 @@ from pages._state import (
     AppState,
     load_dataset,
     load_explainer,
+    save_data_upload,
     set_pref,
     short_key,
+    uploaded_data,
 )
 
 
@@ -90,6 +92,28 @@ def _apply_recommendation(card: ModelCard, model_id: str, first_run: bool) -> No
         st.session_state["methods"] = [rec.method, *[m for m in chosen if m != rec.method]]
 
 
+def _on_data_upload() -> None:
+    """A dropped batch becomes this session's dataset (or an error naming the bad entry; the
+    dataset in use before stays)."""
+    round_ = st.session_state.get("data_upload_round", 0)
+    files = st.session_state.get(f"data_upload_{round_}") or []
+    st.session_state["data_upload_round"] = round_ + 1  # a new key empties the drop zone
+    if not files:
+        return
+    saved = save_data_upload([(f.name, f.getvalue()) for f in files])
+    if isinstance(saved, str):
+        st.session_state["data_upload_error"] = saved
+        return
+    st.session_state.pop("data_upload_error", None)
+    st.session_state["uploaded_data"] = saved
+
+
+def _use_folder() -> None:
+    """Back to the folder typed (or the demo): the upload stays on disk for this session."""
+    st.session_state.pop("uploaded_data", None)
+    st.session_state.pop("data_upload_error", None)
+
+
 SLOW_SECONDS = 8.0
 """A method that took this long on one image here is named as slow (e.g. EigenCAM on a big
 layer), whatever its registry flag says."""
@@ -130,6 +154,7 @@ def sidebar() -> AppState:
         st.session_state["dataset_dir_default"] = str(shown) if found else ""
     dataset_default = st.session_state["dataset_dir_default"]
     have_data = bool(st.session_state.get("dataset_dir", dataset_default).strip())
+    have_data = have_data or uploaded_data() is not None
     if refs:
         labels = [r.label for r in refs]
         pending = st.session_state.pop("pending_model_choice", None)
@@ -166,28 +191,57 @@ def sidebar() -> AppState:
             _apply_recommendation(card, state.model_id, first_run)
 
     sb.markdown("### Data")
+    upload = uploaded_data()
     sb.text_input(
         "Dataset folder",
         value=dataset_default,
         key="dataset_dir",
+        on_change=_use_folder,
         help="NEU-DET root (IMAGES/ + ANNOTATIONS/, or the Kaggle layout) or a VOC folder. "
         "Empty: the synthetic demo images.",
         placeholder="empty: synthetic demo",
     )
     state.split = sb.selectbox(
-        "Split", SPLITS, key="split", help="Deterministic 70/15/15 split by file-name hash."
+        "Split",
+        SPLITS,
+        key="split",
+        disabled=upload is not None,
+        help="Deterministic 70/15/15 split by file-name hash. An upload is used whole.",
     )
+    sb.file_uploader(
+        "…or upload a dataset: images + VOC XML, or one .zip",
+        type=[s.lstrip(".") for s in data.IMAGE_SUFFIXES] + ["xml", "zip"],
+        accept_multiple_files=True,
+        key=f"data_upload_{st.session_state.get('data_upload_round', 0)}",
+        on_change=_on_data_upload,
+        help="Evaluated like a dataset folder: a zip of an IMAGES/ + ANNOTATIONS/ or VOC folder, "
+        "or the files themselves. Kept in a temporary folder of this browser session.",
+    )
+    if error := st.session_state.get("data_upload_error"):
+        sb.error(error, icon=":material/block:")
     root = (st.session_state.get("dataset_dir") or "").strip()
-    if root:
+    if upload is not None:
+        state.data_root, state.split, state.data_label = upload.root, "all", upload.label
+    elif root:
         state.data_root = Path(root).expanduser()
+        state.data_label = str(state.data_root)
+    if state.data_root is not None:
         try:
             state.dataset = load_dataset(state.data_root, state.split)
             ds = state.dataset
             bad = f" · {len(ds.errors)} files skipped" if ds.errors else ""
-            sb.caption(f"{len(ds)} images ({ds.layout} layout){bad}")
+            where = f"**uploaded** {upload.label} · " if upload is not None else ""
+            sb.caption(f"{where}{len(ds)} images ({ds.layout} layout){bad}")
         except (data.DataError, OSError) as exc:
             state.data_error = str(exc)
             sb.error(state.data_error)
+        if upload is not None:
+            sb.button(
+                "Use the dataset folder instead",
+                on_click=_use_folder,
+                icon=":material/folder_open:",
+                type="tertiary",
+            )
     else:
         sb.caption("No dataset: the **synthetic demo** images are used.")
     if state.dataset is not None and state.synthetic_model:

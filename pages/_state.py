@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
+import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +20,9 @@ from typing import Any
 import streamlit as st
 
 from cam_core import data, render, synth
+from cam_core.archive import ArchiveError, save_upload
 from cam_core.catalogue import ModelRef
+from cam_core.evaluation.store import prune_stores
 from cam_core.explain import Explainer
 from cam_core.models import ModelCard, load_model
 from cam_core.uploads import ImageItem, item_from_sample
@@ -45,6 +50,8 @@ class AppState:
     methods: list[str] = field(default_factory=list)
     layer: str = ""
     flips: bool = False
+    data_label: str = ""
+    """What the data is, for people: the folder typed, or the uploaded files' name."""
 
     @property
     def card(self) -> ModelCard | None:
@@ -129,6 +136,55 @@ def thumbnail_png(path: str, _sample: data.Sample) -> bytes:
     """A 120 px PNG thumbnail of a sample with its boxes (cached per server, by path)."""
     item = item_from_sample(_sample)
     return render.png_bytes(render.thumbnail(item.image, item.boxes, side=120))
+
+
+# --------------------------------------------------------------------------- uploaded datasets
+
+UPLOADS = Path(tempfile.gettempdir()) / "cam-core-uploads"
+"""Every browser session's uploaded datasets; a session's folder is deleted 2 days after its last
+upload."""
+UPLOAD_DAYS = 2
+KEEP_UPLOADS = 3
+"""A session keeps its last few uploads on disk (an earlier result may still show their images)."""
+
+
+@dataclass(frozen=True)
+class UploadedData:
+    """A dataset uploaded in this session: the folder its files were written to and its name."""
+
+    root: Path
+    label: str
+
+
+def upload_root() -> Path:
+    """This browser session's folder of uploaded datasets (one sub-folder per upload)."""
+    if "_upload_session" not in st.session_state:
+        st.session_state["_upload_session"] = uuid.uuid4().hex
+        prune_stores(UPLOADS, UPLOAD_DAYS * 86_400, keep=st.session_state["_upload_session"])
+    return UPLOADS / st.session_state["_upload_session"]
+
+
+def save_data_upload(files: Sequence[tuple[str, bytes]]) -> UploadedData | str:
+    """Write one dropped batch (one .zip, or images + XML) into a new folder of this session
+    (:func:`cam_core.archive.save_upload`): the dataset it makes, or the error to show."""
+    base = upload_root()
+    n = st.session_state.get("_upload_count", 0) + 1
+    st.session_state["_upload_count"] = n
+    try:
+        root = save_upload(files, base / f"upload-{n}")
+    except (ArchiveError, OSError) as exc:
+        return f"Upload refused — {exc}"
+    for old in range(1, n - KEEP_UPLOADS + 1):
+        shutil.rmtree(base / f"upload-{old}", ignore_errors=True)
+    names = [name for name, _ in files]
+    label = names[0] if len(names) == 1 else f"{len(names)} uploaded files"
+    return UploadedData(root, label)
+
+
+def uploaded_data() -> UploadedData | None:
+    """The dataset uploaded in this session and in use (None: the folder or the demo)."""
+    up = st.session_state.get("uploaded_data")
+    return up if isinstance(up, UploadedData) and up.root.is_dir() else None
 
 
 # --------------------------------------------------------------------------- preferences

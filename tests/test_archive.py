@@ -192,3 +192,67 @@ def test_extract_zip_from_a_path_and_junk_left_out(tmp_path: Path) -> None:
     out = extract_zip(path, tmp_path / "out")
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["d", "d/a.jpg"]
     assert dataset_root(out) == out / "d"
+
+
+# ------------------------------------------------------------------ the app: an upload as data
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+DEMO = Path(__file__).resolve().parents[1] / "models" / "demo-synthetic" / "model.pt"
+
+
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch):
+    if not DEMO.is_file():
+        pytest.skip(f"bundled demo model missing ({DEMO})")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr("cam_core.data.find_neu_det", lambda: None)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["model_choice"] = "demo-synthetic"
+    return at
+
+
+def _ok(at):
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _drop(at, files: list[tuple[str, bytes]]):
+    box = next(f for f in at.sidebar.file_uploader if f.key.startswith("data_upload_"))
+    box.set_value([(name, data, "application/octet-stream") for name, data in files])
+    return _ok(at.run())
+
+
+def test_an_uploaded_zip_is_evaluated_like_a_folder_and_hostile_ones_are_named(
+    app, voc: Path
+) -> None:
+    at = _ok(app.run())
+    _ok(at.switch_page("pages/evaluate.py").run())  # (Explore would draw maps meanwhile)
+    _drop(at, [("line-7.zip", _zip(_folder_entries(voc, "line-7/")))])
+    at.sidebar.selectbox(key="model_choice").set_value("demo-synthetic")  # uploads read as real
+    _ok(at.run())
+    captions = at.sidebar.caption.values
+    assert any(c.startswith("**uploaded** line-7.zip · 18 images") for c in captions), captions
+    assert at.sidebar.selectbox(key="split").disabled  # an upload is used whole
+    data_line = next(m.value for m in at.markdown if m.value.startswith("**Data:**"))
+    assert "cam-core-uploads" in data_line and "18 images" in data_line, data_line
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(0)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    _ok(at.run())
+    assert any(s.value.startswith("**Done** — 18 images") for s in at.success)
+    # each hostile zip: its own error in the sidebar, the upload before it stays in use
+    hostile = {
+        "bomb.zip": (_zip({"IMAGES/a.jpg": b"\0" * (8 << 20)}), "IMAGES/a.jpg: zip bomb?"),
+        "corrupt.zip": (b"PK\x03\x04 not really", "corrupt.zip: not a readable zip archive"),
+        "traversal.zip": (_zip({"../../etc/x.jpg": b"1"}), "../../etc/x.jpg: path traversal"),
+    }
+    for name, (data, message) in hostile.items():
+        _drop(at, [(name, data)])
+        errors = [e.value for e in at.sidebar.error]
+        assert any(message in e for e in errors), (name, errors)
+        assert any(c.startswith("**uploaded** line-7.zip") for c in at.sidebar.caption.values)
+        assert any(s.value.startswith("**Done** — 18 images") for s in at.success)
+    # back to the folder (none here: the synthetic demo)
+    next(b for b in at.sidebar.button if b.label == "Use the dataset folder instead").click()
+    _ok(at.run())
+    assert any("synthetic demo" in m.value for m in at.markdown if m.value.startswith("**Data:**"))
