@@ -26,7 +26,7 @@ most amber.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -129,6 +129,7 @@ def confidence_table(
     n_boot: int = S.N_BOOT,
     seed: int = S.SEED,
     level: float = S.LEVEL,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
     """:func:`cam_core.metrics.stats.bootstrap_table` of a result: every summary figure (the
     localization metrics, MaxBoxAccV2, PxAP, the faithfulness columns when measured and
@@ -152,6 +153,7 @@ def confidence_table(
         n_boot=n_boot,
         seed=seed,
         level=level,
+        progress=progress,
     )
 
 

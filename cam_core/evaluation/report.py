@@ -6,7 +6,7 @@ import base64
 import html
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,11 +15,12 @@ import pandas as pd
 
 from cam_core.evaluation.config import BASELINES
 from cam_core.evaluation.result import EvalResult
+from cam_core.metrics import stats as S
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["REPORT_METRIC", "build_report", "report_figures", "write_report"]
+__all__ = ["REPORT_METRIC", "build_report", "report_figures", "write_outputs", "write_report"]
 
 REPORT_METRIC = "pointing"
 """The figure the report's bar chart shows per class and method."""
@@ -90,15 +91,69 @@ tr.all td{font-weight:600}
 """
 
 
+def _frame_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, na_rep="–", escape=True, border=0)
+
+
+def _trust_sections(result: EvalResult, ci: pd.DataFrame | None) -> list[str]:
+    """Intervals, paired differences, the box-size split, faithfulness, sanity and verdicts."""
+    import plotly.io as pio
+
+    from cam_core import trust_figures as TF
+    from cam_core import verdict as V
+
+    ci = V.confidence_table(result) if ci is None else ci
+    if ci.empty:
+        return []
+    out = [
+        "<h2>Confidence intervals</h2><p>Every figure with its 95 % bootstrap interval "
+        f"({S.N_BOOT} draws of the images, seed {S.SEED}: rows of one image move together; "
+        "MaxBoxAccV2 and PxAP recomputed per draw).</p>",
+        _frame_html(TF.ci_table(ci)),
+        *(
+            pio.to_html(TF.ci_bars(ci, f), full_html=False, include_plotlyjs=False)
+            for f in (REPORT_METRIC, V.FAITHFULNESS_FIGURE)
+            if f in set(ci["figure"])
+        ),
+        "<h2>Against the best baseline (paired)</h2><p>Method − the best model-free baseline of "
+        "the class, on the same images, with its 95 % interval: an interval above 0 means the "
+        "method beats every baseline there.</p>",
+        _frame_html(TF.diff_table(ci)),
+        "<h2>By box size</h2><p>Share of the image covered by the class's boxes: large boxes "
+        "inflate pointing and energy (a centre point lands in a box that fills the image).</p>",
+    ]
+    for fig in (REPORT_METRIC, V.LOCALIZATION_FIGURE):
+        if fig in set(ci["figure"]):
+            out += [
+                f"<h3>{html.escape(TF.figure_name(fig))}</h3>",
+                _frame_html(TF.size_table(ci, fig)),
+            ]
+    sanity = getattr(result, "sanity", None)
+    if sanity is not None and len(sanity):
+        from cam_core.sanity_figures import sanity_figure
+
+        out.append("<h2>Sanity checks</h2>")
+        out.append(pio.to_html(sanity_figure(sanity), full_html=False, include_plotlyjs=False))
+    out += [
+        "<h2>Verdict</h2>",
+        f"<p><b>Rule.</b> {html.escape(V.RULE)}</p>",
+        TF.verdict_html(V.verdicts(ci, sanity, result.model)),
+    ]
+    return out
+
+
 def build_report(
     result: EvalResult,
     examples: Sequence[tuple[str, bytes]] = (),
     *,
     title: str = "CAM localization report",
+    ci: pd.DataFrame | None = None,
 ) -> str:
     """The self-contained HTML text of :func:`write_report`: the run's settings and state,
     the summary table (baseline rows marked), :func:`report_figures`, the errors, and
-    ``examples``: (caption, PNG bytes) panels embedded as base64 images.
+    ``examples``: (caption, PNG bytes) panels embedded as base64 images. ``ci``: the
+    :func:`cam_core.verdict.confidence_table` of ``result`` (computed when None) for the
+    intervals, paired differences, box-size split, sanity chart and verdicts.
     """
     import plotly.io as pio
 
@@ -131,6 +186,7 @@ def build_report(
         parts.append("<h2>Figures</h2>")
         for k, fig in enumerate(figures):
             parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=k == 0))
+        parts += _trust_sections(result, ci)  # after plotly.js
     if result.errors:
         parts.append(f"<h2>Errors ({len(result.errors)})</h2><ul>")
         parts += [
@@ -159,9 +215,36 @@ def write_report(
     examples: Sequence[tuple[str, bytes]] = (),
     *,
     title: str = "CAM localization report",
+    ci: pd.DataFrame | None = None,
 ) -> Path:
     """Write :func:`build_report` to ``path`` (folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_report(result, examples, title=title), encoding="utf-8")
+    path.write_text(build_report(result, examples, title=title, ci=ci), encoding="utf-8")
     return path
+
+
+def write_outputs(
+    result: EvalResult,
+    out: str | os.PathLike[str],
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Path]:
+    """Every file of a finished run in folder ``out``: ``summary.csv`` (the summary with 95 %
+    intervals and paired differences, :func:`cam_core.verdict.summary_with_ci`), ``stats.csv``
+    (the long :func:`cam_core.verdict.confidence_table`, box-size split included),
+    ``verdicts.csv`` (:func:`cam_core.verdict.verdicts`, rule in :data:`cam_core.verdict.RULE`)
+    and ``report.html``; the bootstrap runs once. Returns the paths by name.
+    """
+    from cam_core import verdict as V
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ci = V.confidence_table(result, progress=progress)
+    paths = {name: out / name for name in ("summary.csv", "stats.csv", "verdicts.csv")}
+    V.summary_with_ci(result, ci).to_csv(paths["summary.csv"], index=False, float_format="%.6g")
+    ci.to_csv(paths["stats.csv"], index=False, float_format="%.6g")
+    verdicts = V.verdicts(ci, getattr(result, "sanity", None), result.model)
+    verdicts.to_csv(paths["verdicts.csv"], index=False, float_format="%.6g")
+    paths["report.html"] = write_report(result, out / "report.html", ci=ci)
+    return paths

@@ -21,7 +21,7 @@ means in :mod:`cam_core.verdict`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,6 +245,7 @@ def bootstrap_table(
     n_boot: int = N_BOOT,
     seed: int = SEED,
     level: float = LEVEL,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
     """Long table: one record per (method, layer, class, size, figure) with ``value``, ``lo``,
     ``hi`` (bootstrap interval), ``n_images``, and the paired difference against the best
@@ -258,6 +259,7 @@ def bootstrap_table(
     per :data:`SIZE_BINS` label (rows without boxes leave a size bin out). Every stratum draws
     its images once (seeded) and all groups use those draws. "Best baseline" is the baseline
     with the best point estimate (highest; lowest for :data:`LOWER_IS_BETTER`).
+    ``progress(done, total, message)`` is called before each stratum.
     """
     figures = [f for f in figures if f in rows.columns and f not in DATASET_FIGURES]
     cols = [*figures, *DATASET_FIGURES]
@@ -276,7 +278,9 @@ def bootstrap_table(
             if len(part):
                 strata.append((cls, size, part))
     out: list[dict[str, Any]] = []
-    for cls, size, part in strata:
+    for k, (cls, size, part) in enumerate(strata):
+        if progress is not None:
+            progress(k, len(strata), f"bootstrap: {cls}, boxes {size}")
         stems = pd.Index(sorted(set(part["stem"])))
         w = resample_counts(len(stems), n_boot, seed)
         ones = np.ones((1, len(stems)))
