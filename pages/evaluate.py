@@ -3,11 +3,11 @@
 import streamlit as st
 
 from cam_core import evaluation as evaluate
-from cam_core import figures
+from cam_core import figures, verdict
+from cam_core import trust_figures as TF
 from cam_core.catalogue import layer_options
 from cam_core.evaluation.worst import ranking_figure, worst_cases
 from cam_core.methods import METHODS, get_method
-from cam_core.uploads import file_key
 from cam_core.vocabulary import (
     METRICS,
     method_name,
@@ -15,7 +15,7 @@ from cam_core.vocabulary import (
     metric_tooltip,
     target_rule_name,
 )
-from pages import _evalrun, _picker, _sidebar, _state
+from pages import _evalrun, _explore_link, _sidebar, _state
 
 state = _sidebar.app_state()
 st.title("Evaluate")
@@ -34,21 +34,12 @@ st.markdown(f"**Data:** {where} · {len(samples)} images · **model:** {state.mo
 
 def _open_in_explore(stem: str, cls: str, method: str) -> None:
     """Callback of a worst-case row: show that image, class and method on Explore."""
-    by_stem = st.session_state["eval_samples"]
-    sample = by_stem[stem]
-    st.session_state["picked_sample"] = (
-        sample,
-        f"worst case: {stem}, {cls}, {method_name(method)}",
-    )
-    _state.set_pref("img_source", _picker.SOURCE_PICKED)
-    _state.set_pref(_state.classes_pref(state.model_id, file_key(sample)), [cls])
-    if method not in state.methods:  # the sidebar applies it (pending_methods)
-        st.session_state["pending_methods"] = [*state.methods, method]
-    st.session_state["goto_explore"] = True
+    sample = st.session_state["eval_samples"][stem]
+    where = f"worst case: {stem}, {cls}, {method_name(method)}"
+    _explore_link.open_in_explore(state, sample, cls, method, where)
 
 
-if st.session_state.pop("goto_explore", False):
-    st.switch_page("pages/explore.py")
+_explore_link.follow()
 
 # Enter in a number box must not start a whole-split run: only the Run button does.
 with st.form("eval_form", enter_to_submit=False):
@@ -91,6 +82,19 @@ with st.form("eval_form", enter_to_submit=False):
     flips = c3.toggle(
         "Flip averaging", value=state.flips, help="Every map averaged over the image's 4 flips."
     )
+    faith = c2.checkbox(
+        "Faithfulness",
+        value=_state.pref("eval_faith", False),
+        help="Deletion / insertion AUC (with a random-order map beside it), ROAD and drop / "
+        "increase in confidence: does the model's score depend on what the map shows? "
+        "Many forward passes per image (slow).",
+    )
+    sane = c2.checkbox(
+        "Sanity checks",
+        value=_state.pref("eval_sane", False),
+        help="Randomise the model's weights from the head down (on a copy) and see whether "
+        "each method's map changes, as it must if it explains the model (a few images).",
+    )
     budget = c3.number_input(
         "Stop after (seconds)",
         10,
@@ -115,6 +119,7 @@ try:  # what the form describes now (compared with the results shown below it)
         flip_smooth=bool(flips),
         limit=int(limit) or None,
         batch_size=8,
+        **{k: True for k, on in (("faithfulness", faith), ("sanity", sane)) if on},
     )
 except ValueError as exc:
     form_cfg = None
@@ -122,7 +127,14 @@ except ValueError as exc:
         st.error(f"Cannot run: {exc}. Pick at least one method and one layer.")
 
 if submitted:  # the form starts from these next time (its widgets reset on a page switch)
-    for name, value in (("rule", rule), ("limit", limit), ("tau", tau), ("budget", budget)):
+    for name, value in (
+        ("rule", rule),
+        ("limit", limit),
+        ("tau", tau),
+        ("budget", budget),
+        ("faith", faith),
+        ("sane", sane),
+    ):
         _state.set_pref(f"eval_{name}", value)
 if submitted and form_cfg is not None:
     _evalrun.start(form_cfg, samples, explainer)
@@ -143,23 +155,65 @@ st.caption(
     "Every metric is a fraction, higher is better; baselines are model-free maps scored on the "
     "same (image, class) pairs."
 )
-metrics = [m for m in METRICS if m in summary.columns]
-metric = st.segmented_control(
-    "Metric", metrics, default="pointing", format_func=metric_name, key="eval_metric"
+if st.session_state.get("eval_ci_of") is not result:  # bootstrap once per result
+    with st.spinner("95 % bootstrap intervals (1,000 draws of the images)…"):
+        st.session_state["eval_ci"] = verdict.confidence_table(result)
+    st.session_state["eval_ci_of"] = result
+ci = st.session_state["eval_ci"]
+verdicts = verdict.verdicts(ci, getattr(result, "sanity", None), result.model)
+loc_tab, faith_tab, size_tab, sanity_tab, verdict_tab = st.tabs(
+    ["Localization", "Faithfulness", "By box size", "Sanity checks", "Verdict"]
 )
-metric = metric or "pointing"
-with _state.section("The per-class table"):
-    table = figures.comparison_table(summary, metric)
-    st.markdown(
-        f"**{metric_name(metric)}** per class — baselines in the right-hand columns",
-        help=metric_tooltip(metric),
+with loc_tab:
+    metrics = [m for m in METRICS if m in summary.columns]
+    metric = st.segmented_control(
+        "Metric", metrics, default="pointing", format_func=metric_name, key="eval_metric"
     )
-    st.dataframe(figures.styled_comparison(table), width="stretch")
-    st.caption("Green: beats every baseline for that class. Grey italic: baselines.")
-    st.plotly_chart(figures.metric_bars(summary, metric), key="eval_bars")
+    metric = metric or "pointing"
+    with _state.section("The per-class table"):
+        table = figures.comparison_table(summary, metric)
+        st.markdown(
+            f"**{metric_name(metric)}** per class — baselines in the right-hand columns",
+            help=metric_tooltip(metric),
+        )
+        st.dataframe(figures.styled_comparison(table), width="stretch")
+        st.caption("Green: beats every baseline for that class. Grey italic: baselines.")
+        st.plotly_chart(TF.ci_bars(ci, metric), key="eval_bars")
+        st.caption(
+            "Error bars: 95 % bootstrap intervals (images resampled, 1,000 draws, seed 0). "
+            "Against the best baseline of each class, paired on the same images:"
+        )
+        st.dataframe(TF.diff_table(ci, [metric]), hide_index=True, width="stretch")
+with faith_tab, _state.section("Faithfulness"):
+    shown = [f for f in TF.FIGURE_NAMES if f in set(ci["figure"])]
+    if not shown:
+        st.info("Not measured in this run: tick **Faithfulness** in the form and run again.")
+    else:
+        figure = st.segmented_control(
+            "Figure", shown, default=shown[-1], format_func=TF.figure_name, key="eval_faith_fig"
+        )
+        st.plotly_chart(TF.ci_bars(ci, figure or shown[-1]), key="eval_faith_bars")
+        st.dataframe(TF.ci_table(ci, shown), hide_index=True, width="stretch")
+with size_tab, _state.section("By box size"):
+    st.caption(
+        f"{metric_name(metric)} by the share of the image the class's boxes cover: large boxes "
+        "inflate pointing and energy. Cells: value [95 % interval] (images)."
+    )
+    st.dataframe(TF.size_table(ci, metric), hide_index=True, width="stretch")
+with sanity_tab, _state.section("Sanity checks"):
+    if getattr(result, "sanity", None) is None:
+        st.info("Not measured in this run: tick **Sanity checks** in the form and run again.")
+    else:
+        from cam_core.sanity_figures import sanity_figure
 
-with st.expander("Full summary (every metric, counts)"):
-    st.dataframe(summary, hide_index=True, width="stretch")
+        st.plotly_chart(sanity_figure(result.sanity), key="eval_sanity")
+        st.dataframe(result.sanity, hide_index=True, width="stretch")
+with verdict_tab, _state.section("Verdict"):
+    st.markdown(f"**Rule.** {verdict.RULE}")
+    st.dataframe(TF.styled_verdicts(verdicts), hide_index=True, width="stretch")
+
+with st.expander("Full summary (every metric, counts, 95 % intervals)"):
+    st.dataframe(verdict.summary_with_ci(result, ci), hide_index=True, width="stretch")
 
 st.subheader("Worst cases")
 with _state.section("Worst cases"):
@@ -194,10 +248,10 @@ with _state.section("Worst cases"):
 for stem, message in result.errors[:20]:
     st.error(f"{stem}: {message}")
 
-d1, d2, d3 = st.columns(3)
+d1, d2, d3, d4 = st.columns(4)
 d1.download_button(
     "Summary CSV",
-    summary.to_csv(index=False),
+    verdict.summary_with_ci(result, ci).to_csv(index=False),
     "cam_summary.csv",
     "text/csv",
     on_click="ignore",
@@ -211,9 +265,17 @@ d2.download_button(
     on_click="ignore",
     icon=":material/download:",
 )
+d4.download_button(
+    "Verdicts CSV",
+    verdicts.to_csv(index=False),
+    "cam_verdicts.csv",
+    "text/csv",
+    on_click="ignore",
+    icon=":material/download:",
+)
 d3.download_button(
     "HTML report",
-    evaluate.build_report(result),
+    evaluate.build_report(result, ci=ci),
     "cam_report.html",
     "text/html",
     on_click="ignore",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +32,8 @@ import pandas as pd
 
 from cam_core.data import Sample
 from cam_core.evaluation import METRICS, EvalConfig, EvalResult, Progress, evaluate
+from cam_core.evaluation.rows import resolve_layers
+from cam_core.explain import Explainer
 from cam_core.metrics.stats import LEVEL, N_BOOT, SEED, percentile_ci, resample_counts
 from cam_core.vocabulary import method_name, metric_name
 
@@ -42,6 +44,7 @@ __all__ = [
     "diff_checkpoints",
     "diff_html",
     "diff_results",
+    "evaluate_like",
     "write_diff",
 ]
 
@@ -233,6 +236,36 @@ def diff_checkpoints(
     ra = evaluate(cfg_a, samples=samples, progress=progress)
     rb = evaluate(cfg_b, samples=samples, progress=progress)
     return ra, rb, diff_results(ra, rb)
+
+
+def evaluate_like(
+    result: EvalResult,
+    explainer: Explainer,
+    samples: Sequence[Sample],
+    checkpoint: str = "",
+    *,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[EvalResult, str]:
+    """Release B (``explainer``) on the images ``result`` covers, with ``result``'s settings,
+    ready for :func:`diff_results`; and a note ("" or why B's layer differs).
+
+    B uses A's layers when it has them, else its own default layer (said in the note). Nothing
+    is stored (``out`` None).
+    """
+    done = {r["stem"] for r in result.rows}
+    mine = [s for s in samples if s.stem in done]
+    cfg = replace(result.config, checkpoint=checkpoint or explainer.card.name, out=None, limit=None)
+    note = ""
+    try:
+        resolve_layers(explainer, cfg.layers)
+    except KeyError:
+        note = f"B has no layer {', '.join(result.layers)}: its default layer is used"
+        cfg = replace(cfg, layers=(None,))
+    out = evaluate(
+        cfg, explainer=explainer, samples=mine, progress=progress, should_stop=should_stop
+    )
+    return out, note
 
 
 def _cell(value: object) -> str:
