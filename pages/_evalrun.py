@@ -11,6 +11,7 @@ nothing) and offers Resume, which computes only the images left.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import uuid
@@ -21,6 +22,7 @@ import streamlit as st
 
 from cam_core.data import Sample
 from cam_core.evaluation import EvalConfig, EvalResult, evaluate, run_folder
+from cam_core.evaluation.pdf import build_pdf
 from cam_core.evaluation.store import prune_stores
 from cam_core.explain import Explainer
 from cam_core.vocabulary import method_name, target_rule_name
@@ -186,6 +188,7 @@ def show_settings(result: EvalResult, form: EvalConfig | None) -> None:
         "**These results:** "
         + " · ".join(f"{k} **{v}**" for k, v in shown.items() if k not in ("checkpoint", "state"))
     )
+    pdf_button(result)
     if form is None:
         return
     differ = [
@@ -200,3 +203,40 @@ def show_settings(result: EvalResult, form: EvalConfig | None) -> None:
             "form's.",
             icon=":material/info:",
         )
+
+
+def _review_diff(result: EvalResult) -> object | None:
+    """The release diff the Review page ran on ``result`` (``review_diff``: (result A,
+    ReleaseDiff, …)), else None."""
+    from cam_core.review.diff import ReleaseDiff
+
+    saved = st.session_state.get("review_diff")
+    ok = isinstance(saved, tuple) and len(saved) > 1 and saved[0] is result
+    return saved[1] if ok and isinstance(saved[1], ReleaseDiff) else None
+
+
+def _pdf(result: EvalResult, diff: object | None) -> bytes:
+    """The PDF of ``result`` with its verdicts (bootstrap: computed only when asked)."""
+    from cam_core.verdict import verdict_table
+
+    verdicts = None
+    with contextlib.suppress(KeyError, ValueError):  # rows of an older store: no intervals
+        verdicts = verdict_table(result)
+    return build_pdf(result, verdicts=verdicts, diff=diff)  # type: ignore[arg-type]
+
+
+def pdf_button(result: EvalResult) -> None:
+    """Download the report of ``result`` as a PDF (:func:`cam_core.evaluation.pdf.build_pdf`),
+    built when clicked, with the verdicts and the Review page's diff when there are some."""
+    diff = _review_diff(result)
+    st.download_button(
+        "PDF report",
+        lambda: _pdf(result, diff),
+        "cam_report.pdf",
+        "application/pdf",
+        on_click="ignore",
+        icon=":material/picture_as_pdf:",
+        key="eval_pdf",
+        help="The report to hand over: settings, per-class tables, bars, quadrants, bias maps, "
+        "verdicts and the release diff when run.",
+    )

@@ -163,3 +163,30 @@ def test_write_pdf_and_the_reader_refuses_a_cut_file(result, tmp_path: Path) -> 
     assert read_pdf(data)[0] >= 1
     with pytest.raises((AssertionError, AttributeError, zlib.error)):
         read_pdf(data[: len(data) // 2])
+
+
+def test_evaluate_offers_the_pdf_of_the_results_shown(monkeypatch) -> None:
+    demo = Path(__file__).resolve().parents[1] / "models" / "demo-synthetic" / "model.pt"
+    if not demo.is_file():
+        pytest.skip(f"bundled demo model missing ({demo})")
+    from streamlit.testing.v1 import AppTest
+
+    from pages import _evalrun
+
+    monkeypatch.setattr("cam_core.data.find_neu_det", lambda: None)
+    at = AppTest.from_file(str(demo.parents[2] / "app.py"), default_timeout=120)
+    at.session_state["model_choice"] = "demo-synthetic"
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.get("download_button") or all(
+        b.proto.label != "PDF report" for b in at.get("download_button")
+    )
+    next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(6)
+    next(b for b in at.button if b.label == "Run evaluation").click()
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "PDF report" in labels, labels
+    # what the button's deferred callable builds: the shown result's report, with verdicts
+    result = at.session_state["eval_result"]
+    _, texts = read_pdf(_evalrun._pdf(result, None))
+    assert "CAM localization report" in texts[0] and "Verdicts" in "".join(texts)
