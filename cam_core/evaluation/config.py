@@ -63,7 +63,9 @@ class EvalConfig:
     (:func:`~cam_core.evaluation.stratified_order`), so ``limit`` — and any stop — keeps a prefix
     that covers every class evenly. ``flip_smooth`` averages every map over the four flips of the
     image (:data:`cam_core.explain.FLIPS`). ``out``: folder of the resumable row store
-    (:mod:`cam_core.evaluation.store`).
+    (:mod:`cam_core.evaluation.store`). ``sanity``: after the loop, the model-randomization and
+    random-logit sanity checks on the first ``sanity_images`` samples
+    (:mod:`cam_core.evaluation.sanity`, ``EvalResult.sanity``).
     """
 
     data: str
@@ -79,6 +81,8 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 16
     out: str | None = None
+    sanity: bool = False
+    sanity_images: int = 8
 
     def __post_init__(self) -> None:
         for name in ("methods", "layers", "box_thresholds"):
@@ -112,3 +116,5 @@ class EvalConfig:
             raise ValueError(f"limit must be >= 1 or None, got {self.limit!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.sanity_images < 1:
+            raise ValueError(f"sanity_images must be >= 1, got {self.sanity_images!r}")
