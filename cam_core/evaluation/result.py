@@ -114,6 +114,9 @@ class EvalResult:
     ``rows`` are dicts (keys: :func:`row_columns`) in stem order. ``complete`` is False when
     ``should_stop`` ended the run early (:attr:`state` "stopped"). ``layers`` are resolved layer
     names; ``model`` the model card's name; ``coverage`` the images done per file class.
+    ``sanity``: with ``config.sanity``, the sanity checks per (method, layer)
+    (:func:`cam_core.sanity.sanity_frame`: method, layer, check, depth, block, spearman,
+    abs_spearman, ssim, n, passed, random_logit_passed, threshold); None when off or stopped.
     """
 
     config: EvalConfig
@@ -126,6 +129,7 @@ class EvalResult:
     model: str
     coverage: Coverage
     accumulators: Mapping[tuple[str, str, str], _Acc] = field(repr=False)
+    sanity: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def state(self) -> Literal["done", "stopped"]:
