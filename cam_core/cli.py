@@ -209,6 +209,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder --auto-configure chooses on (default --data)",
     )
+    p.add_argument("--pdf", action="store_true", help="also write report.pdf into --out")
     p.set_defaults(func=_evaluate)
 
 
@@ -324,6 +325,11 @@ def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
         out = Path(cfg.out)
         report = write_report(result, out / "report.html")
         print(f"wrote {result.to_csv(out / 'summary.csv')}, {report}")
+        if getattr(args, "pdf", False):  # the PDF to hand over (cam_core.evaluation.pdf)
+            from cam_core.evaluation.pdf import write_pdf
+            from cam_core.verdict import verdict_table
+
+            print(f"wrote {write_pdf(result, out / 'report.pdf', verdicts=verdict_table(result))}")
     scored = any(r["pointing"] is not None for r in result.rows if r["method"] not in BASELINES)
     return 0 if scored else 1
 

@@ -190,3 +190,13 @@ def test_evaluate_offers_the_pdf_of_the_results_shown(monkeypatch) -> None:
     result = at.session_state["eval_result"]
     _, texts = read_pdf(_evalrun._pdf(result, None))
     assert "CAM localization report" in texts[0] and "Verdicts" in "".join(texts)
+
+
+def test_cli_evaluate_pdf_writes_the_report(voc: Path, checkpoint: Path, tmp_path: Path) -> None:
+    from cam_core.cli import main
+
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--data", str(voc), "--split", "all", "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--limit", "6", "--out", str(out), "--pdf"]) in (0, 1)
+    pages, texts = read_pdf((out / "report.pdf").read_bytes())
+    assert pages >= 1 and "CAM localization report" in texts[0]
