@@ -126,6 +126,8 @@ def test_every_arch_builds_and_its_layers_resolve(name: str) -> None:
         assert named[layer] is module  # canonical dotted names, usable as hook names
     if name.startswith(("local_", "patch_")):  # this project's NEU archs: 200 px, gray statistics
         assert (spec.input_size, spec.mean, spec.std) == (200, (0.5,) * 3, (0.25,) * 3)
+    elif name == "convstem_vit":  # the bundled NEU transformer: 128 px (16x16 tokens), gray
+        assert (spec.input_size, spec.mean, spec.std) == (128, (0.5,) * 3, (0.25,) * 3)
     else:  # torchvision / fastai: ImageNet conventions
         assert spec.input_size == 224
         assert spec.mean == M.IMAGENET_MEAN and spec.std == M.IMAGENET_STD

@@ -144,3 +144,85 @@ class LocalEvidenceNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, K) logits: the pooled score maps."""
         return self.pool(self.score_maps(x))
+
+
+class ConvStemEmbed(nn.Module):
+    """Early-convolution patch embedding (Xiao et al. 2021, "Early Convolutions Help
+    Transformers See Better"): ``log2(patch_size)`` 3×3 stride-2 conv-BN-ReLU layers, then a
+    1×1 projection to ``embed_dim``; (B, C_in, H, W) → (B, (H/p)·(W/p), embed_dim) tokens.
+
+    Speaks timm's ``PatchEmbed`` interface (``img_size``, ``patch_size`` = the stem's total
+    stride, ``grid_size``, ``num_patches``, ``feat_ratio``), so timm's ``VisionTransformer``
+    takes it as ``embed_layer`` and a token layout reads its grid as input size / patch size.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 128,
+        patch_size: int = 8,
+        in_chans: int = 3,
+        embed_dim: int = 128,
+        bias: bool = True,
+        widths: tuple[int, ...] = (32, 64, 128),
+        **_timm_args: object,
+    ) -> None:
+        super().__init__()
+        if 2 ** len(widths) != patch_size or img_size % patch_size:
+            raise ValueError(
+                f"ConvStemEmbed: {len(widths)} stride-2 layers give patch {2 ** len(widths)}, "
+                f"asked {patch_size}; img_size {img_size} must be a multiple of it"
+            )
+        self.img_size = (img_size, img_size)
+        self.patch_size = (patch_size, patch_size)
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        layers: list[nn.Module] = []
+        c = in_chans
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True)]
+            c = w
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(c, embed_dim, 1, bias=bias)
+
+    def feat_ratio(self, as_scalar: bool = True) -> int | tuple[int, int]:
+        """The stem's stride (timm asks it for the feature info)."""
+        return self.patch_size[0] if as_scalar else self.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) at ``img_size`` → (B, N, embed_dim) tokens, row by row."""
+        if tuple(x.shape[-2:]) != self.img_size:
+            raise ValueError(
+                f"input {tuple(x.shape[-2:])} px: this model takes {self.img_size} "
+                "(its position embedding is fixed to that grid)"
+            )
+        return self.proj(self.stem(x)).flatten(2).transpose(1, 2)
+
+
+def convstem_vit(
+    num_classes: int,
+    img_size: int = 128,
+    patch_size: int = 8,
+    embed_dim: int = 128,
+    depth: int = 4,
+    num_heads: int = 4,
+) -> nn.Module:
+    """A small hybrid vision transformer for NEU-DET: :class:`ConvStemEmbed` (3 conv layers,
+    stride 8: a 128-px input is a 16×16 token grid), ``depth`` timm ViT blocks (pre-norm,
+    ``num_heads`` heads, MLP ratio 3), no class token: the tokens are averaged, LayerNorm'd and
+    classified by one Linear (``head``), so every block's patch tokens reach the logits and a
+    gradient CAM of the last block is defined. timm's ``VisionTransformer``, no weights.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size,
+        num_classes=num_classes,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=3.0,
+        class_token=False,
+        global_pool="avg",
+        embed_layer=ConvStemEmbed,
+    )

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 import torchvision.models as tvm
 from torch import nn
 
-from cam_core.models.networks import LocalEvidenceNet, fastai_resnet_builder, torchvision_builder
+from cam_core.models.networks import (
+    LocalEvidenceNet,
+    convstem_vit,
+    fastai_resnet_builder,
+    torchvision_builder,
+)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -201,6 +206,20 @@ _register_neu_arch(
     ("head", "layer2"),
     "resnet18 trunk cut at layer2 (99-px receptive field) + BagNet-style 1x1 head + "
     "log-sum-exp pooling, reflect padding: evidence that stays local.",
+)
+register_arch(
+    ArchSpec(
+        name="convstem_vit",
+        builder=convstem_vit,
+        target_layers=("blocks.3", "blocks.1", "patch_embed.stem"),
+        input_size=128,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        head="head",
+        gap_linear=False,
+        description="hybrid ViT for NEU-DET: 3-conv stem (stride 8, 16x16 tokens at 128 px) + "
+        "4 timm ViT blocks (dim 128, 4 heads), mean-pooled tokens + LayerNorm + Linear.",
+    )
 )
 
 # --------------------------------------------------------------------------------------------
