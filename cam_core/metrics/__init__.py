@@ -12,11 +12,22 @@ Conventions shared by every function here:
 - Predicted boxes are tuples ``(x0, y0, x1, y1[, score])`` in the same half-open pixel convention.
 
 Modules: :mod:`.localization` (per-map figures), :mod:`.curves` (dataset-level MaxBoxAccV2, PxAP),
-:mod:`.baselines` (model-free maps).
+:mod:`.baselines` (model-free maps), :mod:`.faithfulness` (deletion / insertion, ROAD, drop /
+increase in confidence: the one module that runs the model, through a scorer callable).
 """
 
 from cam_core.metrics.baselines import centre_point_map, centred_gaussian_map, uniform_map
 from cam_core.metrics.curves import MaxBoxAccV2, PxAP
+from cam_core.metrics.faithfulness import (
+    FAITH_COLUMNS,
+    Curves,
+    Faithfulness,
+    FaithfulnessError,
+    confidence_change,
+    deletion_insertion,
+    road,
+    score_faithfulness,
+)
 from cam_core.metrics.localization import (
     CLASSIC_POINTING_TOLERANCE,
     MapFigures,
@@ -37,6 +48,10 @@ from cam_core.metrics.localization import (
 
 __all__ = [
     "CLASSIC_POINTING_TOLERANCE",
+    "FAITH_COLUMNS",
+    "Curves",
+    "Faithfulness",
+    "FaithfulnessError",
     "MapFigures",
     "MaxBoxAccV2",
     "PredBox",
@@ -47,6 +62,8 @@ __all__ = [
     "cam_to_boxes",
     "centre_point_map",
     "centred_gaussian_map",
+    "confidence_change",
+    "deletion_insertion",
     "energy_in_boxes",
     "energy_ratio",
     "localization_scores",
@@ -55,5 +72,7 @@ __all__ = [
     "pixel_iou",
     "pointed_pixel",
     "pointing_game",
+    "road",
+    "score_faithfulness",
     "uniform_map",
 ]
