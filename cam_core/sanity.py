@@ -319,7 +319,7 @@ def sanity_check(
     methods: Sequence[str],
     *,
     layers: Sequence[str | None] = (None,),
-    targets: Sequence[int] | None = None,
+    targets: Sequence[int | None] | None = None,
     seed: int = DEFAULT_SEED,
     threshold: float = THRESHOLD,
     flip_smooth: bool = False,
@@ -328,8 +328,8 @@ def sanity_check(
 ) -> tuple[SanityResult, ...]:
     """Cascading randomization and random logit for every (method, layer) on ``images``.
 
-    ``images`` are (H, W) uint8 arrays (a few: :data:`DEFAULT_IMAGES`), one class per image in
-    ``targets`` (None: the intact model's predicted class). ``layers`` as in
+    ``images`` are (H, W) uint8 arrays (a few: :data:`DEFAULT_IMAGES`), one class index per image in
+    ``targets`` (None, or a None entry: the intact model's predicted class). ``layers`` as in
     :meth:`Explainer.explain` (None: the card's default). ``blocks`` default to
     :func:`model_blocks` of the model. Each depth is one batched engine call per layer for all
     methods. The caller's model is only deep-copied (under its lock), never run or changed.
@@ -356,11 +356,13 @@ def sanity_check(
         for path in b.modules:
             resolve_layer(model, path)
     n = len(images)
-    if targets is None:
-        targets = [int(p.argmax()) for p in ex.predict(images)]
-    targets = [int(t) for t in targets]
-    if len(targets) != n:
-        raise ValueError(f"targets has {len(targets)} entries for {n} images")
+    wanted = list(targets) if targets is not None else [None] * n
+    if len(wanted) != n:
+        raise ValueError(f"targets has {len(wanted)} entries for {n} images")
+    if any(t is None for t in wanted):
+        predicted = ex.predict(images).argmax(axis=1)  # on the intact copy
+        wanted = [int(p) if t is None else t for t, p in zip(wanted, predicted, strict=True)]
+    targets = [int(t) for t in wanted]
     bad = [t for t in targets if not 0 <= t < n_classes]
     if bad:
         raise ValueError(f"target class {bad[0]} out of range for {n_classes} classes")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -382,3 +384,38 @@ def test_bad_input_fails_with_the_offending_value(trained):
         sanity_check(ex, images, ["gradcam"], layers=["conv3"], targets=[0, 5])
     with pytest.raises(KeyError, match="conv9"):
         sanity_check(ex, images, ["gradcam"], layers=["conv3"], blocks=[Block("x", ("conv9",))])
+
+
+# ---------------------------------------------------------------------- in an evaluation
+def test_evaluate_runs_it_once_and_a_resumed_run_reads_it(voc, checkpoint, tmp_path, monkeypatch):
+    import cam_core.evaluation.sanity as wiring
+    from cam_core.evaluation import EvalConfig, evaluate
+    from cam_core.sanity import FRAME_COLUMNS
+
+    cfg = EvalConfig(
+        data=str(voc),
+        checkpoint=str(checkpoint),
+        split=None,
+        methods=("gradcam",),
+        limit=3,
+        sanity=True,
+        sanity_images=2,
+        out=str(tmp_path / "run"),
+    )
+    assert evaluate(replace(cfg, sanity=False, out=None)).sanity is None
+    first = evaluate(cfg).sanity
+    assert first is not None and list(first.columns) == list(FRAME_COLUMNS)
+    walk = first[first.check == "randomization"]
+    assert walk.block.tolist()[:3] == ["-", "classifier", "layer3"] and set(walk.n) == {2}
+    assert (tmp_path / "run" / "sanity.csv").is_file()
+
+    def must_not_run(*args, **kwargs):
+        raise CamError("the saved sanity check was computed again")
+
+    monkeypatch.setattr(wiring, "sanity_check", must_not_run)
+    again = evaluate(cfg).sanity
+    pd.testing.assert_frame_equal(again, first, check_dtype=False, atol=1e-5)
+    # a stopped run has no sanity check; one that cannot run says why instead of raising
+    assert evaluate(replace(cfg, out=None), should_stop=lambda: True).sanity is None
+    broken = evaluate(replace(cfg, out=None)).sanity
+    assert broken.empty and "computed again" in broken.attrs["error"]

@@ -10,6 +10,7 @@ from cam_core.data import Sample, load_dataset
 from cam_core.evaluation.config import EvalConfig
 from cam_core.evaluation.result import Coverage, EvalResult, _Acc, accumulate
 from cam_core.evaluation.rows import evaluate_batch, public, resolve_layers
+from cam_core.evaluation.sanity import run_sanity
 from cam_core.evaluation.store import RowStore, identity_key, run_identity
 from cam_core.explain import Explainer
 
@@ -57,7 +58,9 @@ def evaluate(
     ``should_stop()`` is asked before each batch (True: a partial result, state "stopped",
     covering every class evenly) and ``progress`` is called after each. With ``cfg.out`` rows
     are stored per batch and a rerun computes only the missing samples. A sample that cannot be
-    read, or a map that cannot be computed, becomes a row with ``error`` set. Raises ValueError
+    read, or a map that cannot be computed, becomes a row with ``error`` set. With
+    ``cfg.sanity`` a complete run ends with the sanity checks (``EvalResult.sanity``,
+    :mod:`~cam_core.evaluation.sanity`). Raises ValueError
     when ``cfg.out`` holds another configuration, KeyError for an unknown layer.
     """
     if not isinstance(cfg, EvalConfig):
@@ -102,6 +105,11 @@ def evaluate(
         n_done = len(finished)
         if progress is not None:
             progress(n_done, len(todo), f"{n_done}/{len(todo)} images")
+    sanity = None
+    if cfg.sanity and complete:  # the first evaluated samples, in stratified order
+        done_samples = [s for s in todo if s.stem in finished]
+        report = None if progress is None else (lambda msg: progress(n_done, len(todo), msg))
+        sanity = run_sanity(cfg, explainer, done_samples, layers, report)
     in_stem_order = sorted(todo, key=lambda s: s.stem)
     return EvalResult(
         config=cfg,
@@ -116,4 +124,5 @@ def evaluate(
         coverage=Coverage.count(
             [s.label for s in todo], [s.label for s in todo if s.stem in finished]
         ),
+        sanity=sanity,
     )
