@@ -11,6 +11,7 @@ import numpy as np
 from cam_core import metrics as M
 from cam_core.data import SPLITS
 from cam_core.methods import get_method
+from cam_core.metrics.faithfulness import FILLS as FAITH_FILLS
 from cam_core.vocabulary import MAP_METRICS, baseline_id
 
 __all__ = [
@@ -65,7 +66,10 @@ class EvalConfig:
     image (:data:`cam_core.explain.FLIPS`). ``out``: folder of the resumable row store
     (:mod:`cam_core.evaluation.store`). ``sanity``: after the loop, the model-randomization and
     random-logit sanity checks on the first ``sanity_images`` samples
-    (:mod:`cam_core.evaluation.sanity`, ``EvalResult.sanity``).
+    (:mod:`cam_core.evaluation.sanity`, ``EvalResult.sanity``). ``faithfulness``: every method
+    row also gets deletion / insertion AUCs (``faith_steps`` steps, removed pixels filled by
+    ``faith_fill``: "blur" or "mean"), their random-order references, ROAD and drop / increase
+    in confidence (:mod:`cam_core.metrics.faithfulness`; baseline rows get None).
     """
 
     data: str
@@ -83,6 +87,9 @@ class EvalConfig:
     out: str | None = None
     sanity: bool = False
     sanity_images: int = 8
+    faithfulness: bool = False
+    faith_steps: int = 20
+    faith_fill: str = "blur"
 
     def __post_init__(self) -> None:
         for name in ("methods", "layers", "box_thresholds"):
@@ -118,3 +125,9 @@ class EvalConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
         if self.sanity_images < 1:
             raise ValueError(f"sanity_images must be >= 1, got {self.sanity_images!r}")
+        if self.faith_steps < 1:
+            raise ValueError(f"faith_steps must be >= 1, got {self.faith_steps!r}")
+        if self.faith_fill not in FAITH_FILLS:
+            raise ValueError(
+                f"unknown faith_fill {self.faith_fill!r}; valid: {', '.join(FAITH_FILLS)}"
+            )
