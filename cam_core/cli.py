@@ -210,6 +210,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="folder --auto-configure chooses on (default --data)",
     )
     p.add_argument("--pdf", action="store_true", help="also write report.pdf into --out")
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="model-randomization and random-logit sanity checks per method (cam_core.sanity)",
+    )
     p.set_defaults(func=_evaluate)
 
 
@@ -233,6 +238,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         limit=args.limit,
         batch_size=args.batch_size,
         out=args.out,
+        sanity=args.sanity,
     )
 
 
@@ -247,10 +253,11 @@ def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
         evaluate,
         stratified_order,
         write_recommended,
-        write_report,
     )
+    from cam_core.evaluation.report import write_outputs
     from cam_core.explain import Explainer
     from cam_core.models import CheckpointError, load_model
+    from cam_core.verdict import RULE, confidence_table, verdict_table
 
     try:
         cfg = config_from_args(args)
@@ -321,15 +328,26 @@ def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for stem, msg in result.errors:
         print(f"error: {stem}: {msg}", file=sys.stderr)
+    boot = tqdm(desc="95 % intervals (bootstrap)", unit="stratum", file=sys.stderr)
+
+    def boot_progress(done: int, total: int, message: str) -> None:
+        boot.total, boot.n = total, done + 1
+        boot.set_postfix_str(message, refresh=True)
+
     if cfg.out:
         out = Path(cfg.out)
-        report = write_report(result, out / "report.html")
-        print(f"wrote {result.to_csv(out / 'summary.csv')}, {report}")
-        if getattr(args, "pdf", False):  # the PDF to hand over (cam_core.evaluation.pdf)
-            from cam_core.evaluation.pdf import write_pdf
-            from cam_core.verdict import verdict_table
+        paths = write_outputs(result, out, progress=boot_progress)
+        verdicts = pd.read_csv(paths["verdicts.csv"])
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    else:
+        verdicts = verdict_table(result, confidence_table(result, progress=boot_progress))
+    boot.close()
+    print(f"verdicts ({RULE})")
+    print(verdicts[["method", "layer", "class", "verdict", "why"]].to_string(index=False))
+    if cfg.out and getattr(args, "pdf", False):  # the PDF to hand over (cam_core.evaluation.pdf)
+        from cam_core.evaluation.pdf import write_pdf
 
-            print(f"wrote {write_pdf(result, out / 'report.pdf', verdicts=verdict_table(result))}")
+        print(f"wrote {write_pdf(result, out / 'report.pdf', verdicts=verdicts)}")
     scored = any(r["pointing"] is not None for r in result.rows if r["method"] not in BASELINES)
     return 0 if scored else 1
 

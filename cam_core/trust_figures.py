@@ -34,7 +34,7 @@ FIGURE_NAMES: dict[str, str] = {
     "deletion_auc_random": "Deletion AUC, random order",
     "insertion_auc_random": "Insertion AUC, random order",
     "road": "ROAD (combined)",
-    "avg_drop": "Average drop % (lower is better)",
+    "avg_drop": "Average drop in confidence (lower is better)",
     "increase": "Increase in confidence",
     FAITHFULNESS_FIGURE: "Faithfulness gain over a random order",
 }

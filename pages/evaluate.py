@@ -204,9 +204,10 @@ with sanity_tab, _state.section("Sanity checks"):
     if getattr(result, "sanity", None) is None:
         st.info("Not measured in this run: tick **Sanity checks** in the form and run again.")
     else:
-        from cam_core.sanity_figures import sanity_figure
+        from cam_core.sanity_figures import sanity_figures
 
-        st.plotly_chart(sanity_figure(result.sanity), key="eval_sanity")
+        for (m, lay), fig in sanity_figures(result.sanity).items():
+            st.plotly_chart(fig, key=f"eval_sanity_{m}_{lay}")
         st.dataframe(result.sanity, hide_index=True, width="stretch")
 with verdict_tab, _state.section("Verdict"):
     st.markdown(f"**Rule.** {verdict.RULE}")

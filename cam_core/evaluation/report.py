@@ -112,7 +112,7 @@ def _trust_sections(result: EvalResult, ci: pd.DataFrame | None) -> list[str]:
         _frame_html(TF.ci_table(ci)),
         *(
             pio.to_html(TF.ci_bars(ci, f), full_html=False, include_plotlyjs=False)
-            for f in (REPORT_METRIC, V.FAITHFULNESS_FIGURE)
+            for f in (V.FAITHFULNESS_FIGURE,)
             if f in set(ci["figure"])
         ),
         "<h2>Against the best baseline (paired)</h2><p>Method − the best model-free baseline of "
@@ -130,10 +130,13 @@ def _trust_sections(result: EvalResult, ci: pd.DataFrame | None) -> list[str]:
             ]
     sanity = getattr(result, "sanity", None)
     if sanity is not None and len(sanity):
-        from cam_core.sanity_figures import sanity_figure
+        from cam_core.sanity_figures import sanity_figures
 
         out.append("<h2>Sanity checks</h2>")
-        out.append(pio.to_html(sanity_figure(sanity), full_html=False, include_plotlyjs=False))
+        out += [
+            pio.to_html(fig, full_html=False, include_plotlyjs=False)
+            for fig in sanity_figures(sanity).values()
+        ]
     out += [
         "<h2>Verdict</h2>",
         f"<p><b>Rule.</b> {html.escape(V.RULE)}</p>",
@@ -183,6 +186,12 @@ def build_report(
     parts.append(_table_html(table))
     figures = report_figures(result)
     if figures:
+        from cam_core import trust_figures as TF
+        from cam_core import verdict as V
+
+        ci = V.confidence_table(result) if ci is None else ci
+        if REPORT_METRIC in set(ci["figure"]):  # the same bars, with their 95 % intervals
+            figures[0] = TF.ci_bars(ci, REPORT_METRIC)
         parts.append("<h2>Figures</h2>")
         for k, fig in enumerate(figures):
             parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=k == 0))
