@@ -211,6 +211,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pdf", action="store_true", help="also write report.pdf into --out")
     p.add_argument(
+        "--faithfulness",
+        action="store_true",
+        help="deletion/insertion AUC (with a random-order reference), ROAD and drop/increase in "
+        "confidence per row (cam_core.metrics.faithfulness; many forward passes per image)",
+    )
+    p.add_argument(
         "--sanity",
         action="store_true",
         help="model-randomization and random-logit sanity checks per method (cam_core.sanity)",
@@ -239,6 +245,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         batch_size=args.batch_size,
         out=args.out,
         sanity=args.sanity,
+        faithfulness=args.faithfulness,
     )
 
 
