@@ -218,7 +218,7 @@ register_arch(
         head="head",
         gap_linear=False,
         description="hybrid ViT for NEU-DET: 3-conv stem (stride 8, 16x16 tokens at 128 px) + "
-        "4 timm ViT blocks (dim 128, 4 heads), mean-pooled tokens + LayerNorm + Linear.",
+        "4 timm ViT blocks (dim 96, 3 heads), mean-pooled tokens + LayerNorm + Linear.",
     )
 )
 
