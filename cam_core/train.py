@@ -19,7 +19,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -513,6 +513,31 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> Path:
     done = _finalise(run, t0)
     report(done)
     return done.path
+
+
+def report_splits(
+    checkpoint: str | Path, data: str, splits: Sequence[str] = ("train", "test")
+) -> dict[str, dict[str, object]]:
+    """Classification figures of a trained checkpoint on other splits of ``data`` (the
+    un-augmented ``train`` images, the held-out ``test`` images), written into its card's
+    ``metrics`` beside ``val``. Run once, after training and every choice made on val: the test
+    split is for reporting only.
+    """
+    from cam_core.models import card_path_for, load_model
+
+    bad = [s for s in splits if s not in ("train", "test")]
+    if bad:
+        raise ValueError(f"report_splits: splits must be 'train' or 'test', got {bad}")
+    loaded = load_model(checkpoint)
+    figures = {
+        split: evaluate_classifier(
+            loaded.model, loaded.card, _load_items(load_dataset(data, split=split).samples)
+        )
+        for split in splits
+    }
+    card = replace(loaded.card, metrics={**loaded.card.metrics, **figures})
+    card_path_for(checkpoint).write_text(card.to_json(), encoding="utf-8")
+    return figures
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

@@ -27,6 +27,7 @@ from cam_core.train import (
     augment,
     box_targets,
     mosaic,
+    report_splits,
     train,
 )
 
@@ -300,6 +301,55 @@ def test_bundled_neu_model_reaches_its_stated_accuracy(name):
     )
     assert acc == pytest.approx(stated, abs=0.005)
     assert acc >= 0.98
+
+
+def test_report_splits_adds_train_and_test_figures_beside_val(tmp_path):
+    data = write_voc_folder(tmp_path / "data", n_per_class=8, seed=3)
+    ckpt = train(
+        TrainConfig(
+            data=str(data),
+            out=str(tmp_path / "run"),
+            input_size=64,
+            epochs=1,
+            batch_size=8,
+            max_steps=1,
+            device="cpu",
+        )
+    )
+    before = load_model(ckpt).card.metrics
+    figures = report_splits(ckpt, str(data))
+    metrics = load_model(ckpt).card.metrics
+    assert metrics["val"] == before["val"] and metrics["history"] == before["history"]
+    for split in ("train", "test"):
+        assert metrics[split] == figures[split]
+        assert metrics[split]["n"] == len(load_dataset(data, split=split).samples) > 0
+        assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match=r"'train' or 'test', got \['val'\]"):
+        report_splits(ckpt, str(data), splits=("val",))
+
+
+@needs_neu
+def test_bundled_transformer_reproduces_its_stated_test_accuracy():
+    """The bundled hybrid ViT (issue 17): a timm VisionTransformer under 12 MB whose card's test
+    figure (written once by report_splits) is what it scores on the 222 held-out test images."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from cam_core.data import read_image
+
+    path = _bundled("neu-convstem-vit")
+    assert path.stat().st_size <= 12 * 2**20
+    loaded = load_model(path)
+    assert isinstance(loaded.model, VisionTransformer) and loaded.card.arch == "convstem_vit"
+    stated = loaded.card.metrics["test"]["accuracy"]
+    test = load_dataset(NEU, split="test").samples
+    probs = Explainer(loaded.model, loaded.card).predict([read_image(s.path) for s in test])
+    acc = float(
+        np.mean(
+            [loaded.card.classes[p.argmax()] == s.label for p, s in zip(probs, test, strict=True)]
+        )
+    )
+    assert acc == pytest.approx(stated, abs=0.005)
+    assert acc >= 0.9  # far above chance (1/6); the figure itself is stated in docs/localization.md
 
 
 @needs_neu
