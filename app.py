@@ -28,7 +28,9 @@ navigation = st.navigation(
         st.Page("pages/explore.py", title="Explore", icon=":material/search:", default=True),
         st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+        st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
         st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+        st.Page("pages/present.py", title="Present", icon=":material/slideshow:"),
     ]
 )
 navigation.run()
