@@ -39,6 +39,8 @@ from cam_core.metrics.position import PositionAcc
 
 __all__ = [
     "BAND",
+    "COLUMNS",
+    "FLAG_RULE",
     "BiasFigures",
     "bias_figure",
     "bias_maps",
@@ -48,6 +50,37 @@ __all__ = [
 
 BAND = 0.1
 """Border band width and side of a corner square / peak window (fraction of the image)."""
+
+FLAG_RULE = (
+    "Flagged when any holds: less than half of the mean map's energy lies where the boxes occur; "
+    "the border band holds 0.15 more of the map's energy than of the boxes' mass; the corners "
+    "hold more than 2x the boxes' share + 0.05; or half the maps peak in one 10 % x 10 % window "
+    "holding less than a third as much of the boxes' mass."
+)
+"""The flag rule in a person's words (the module docstring states it with the figures' names)."""
+
+COLUMNS: dict[str, tuple[str, str]] = {
+    "map_border": (
+        "Map border",
+        "Share of the mean map's energy in the outer 10 % band (36 % of the area).",
+    ),
+    "box_border": ("Box border", "Share of the boxes' mass in the same band."),
+    "map_corners": (
+        "Map corners",
+        "Share of the mean map's energy in the four 10 % x 10 % corners (4 % of the area).",
+    ),
+    "box_corners": ("Box corners", "Share of the boxes' mass in the same corners."),
+    "in_box_prior": (
+        "Map where boxes occur",
+        "Share of the mean map's energy where the box density is at least 10 % of its peak.",
+    ),
+    "peak_share": (
+        "Peaks in one spot",
+        "Largest share of the maps' peaks inside one 10 % x 10 % window.",
+    ),
+    "box_peak_share": ("Boxes in that spot", "Share of the boxes' mass in that same window."),
+}
+"""Display name and tooltip of each :func:`bias_table` figure column."""
 
 _RULES = {
     "off": "less than half of the mean map's energy lies where this class's boxes occur",

@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,7 @@ __all__ = [
     "diff_html",
     "diff_results",
     "evaluate_like",
+    "styled_table",
     "write_diff",
 ]
 
@@ -266,6 +268,38 @@ def evaluate_like(
         cfg, explainer=explainer, samples=mine, progress=progress, should_stop=should_stop
     )
     return out, note
+
+
+def styled_table(table: pd.DataFrame) -> Any:
+    """:attr:`ReleaseDiff.table` for a page: display names, the interval as text, rows whose
+    interval excludes 0 green (B better) or red (B worse).
+    """
+    shown = table.assign(
+        figure=["Accuracy" if f == "accuracy" else metric_name(f) for f in table["figure"]],
+        interval=[
+            f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(table["lo"], table["hi"], strict=True)
+        ],
+    )[["class", "figure", "a", "b", "diff", "interval", "n_images", "significant"]]
+    shown.columns = [
+        "Class",
+        "Figure",
+        "A",
+        "B",
+        "B − A",
+        "95 % interval",
+        "Images",
+        "Beyond noise",
+    ]
+
+    def colour(row: pd.Series) -> list[str]:
+        if not row["Beyond noise"]:
+            return [""] * len(row)
+        tint = "#d8f0d8" if row["B − A"] > 0 else "#f6d5d5"
+        return [f"background-color: {tint}"] * len(row)
+
+    return shown.style.apply(colour, axis=1).format(
+        {"A": "{:.3f}", "B": "{:.3f}", "B − A": "{:+.3f}"}
+    )
 
 
 def _cell(value: object) -> str:
