@@ -397,7 +397,7 @@ def sanity_check(
             done += 1
             for m in methods:
                 rl[(m, layer)] = np.full((n, 2), np.nan)
-    sims = {k: [np.array([(1.0, 1.0)] * n)] for k in original}
+    sims = {k: [np.array([similarity(a, a) for a in maps])] for k, maps in original.items()}
     for b in steps:
         randomise_block(model, b, seed)
         for layer in layer_names:
