@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cam_core.models.reshape import Layout, LayoutError, Layouts
+
 MapOut = tuple[torch.Tensor, torch.Tensor | None]
 """A method's answer: (T, S, S) maps in [0, 1] at input size, and (T,) strengths or None."""
 
@@ -69,11 +71,14 @@ def class_probs(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
 @dataclass(frozen=True)
 class Capture:
     """Target-layer activations (B, C, h, w) of one forward, with its (B, K) logits; with
-    gradients the first target layer's output is a graph leaf.
+    gradients the first target layer's output is a graph leaf. ``layouts[i]`` says how layer
+    i's own output (tokens, channels-last …) was read as a map (:mod:`cam_core.models.reshape`);
+    ``layouts[i].to_output(map, original)`` hands a changed map back to the network.
     """
 
     logits: torch.Tensor
     acts: tuple[torch.Tensor, ...]
+    layouts: tuple[Layout, ...] = ()
 
 
 def capture(
@@ -87,32 +92,41 @@ def capture(
 
     With ``need_grad`` the graph starts at the first target layer to run: its output is
     detached into a leaf, so a backward stops there and never touches the stem's parameters.
+    Token (B, N, C) and channels-last outputs are read as (B, C, h, w) maps by their layout
+    (:func:`cam_core.models.reshape.layout_of`: class/distillation tokens dropped, grid from
+    the input size); the network goes on with the map put back in its own layout, so gradients
+    are taken with respect to the map itself.
     """
     acts: dict[int, torch.Tensor] = {}
+    found: dict[int, Layout] = {}
+    layouts = Layouts(model, (int(x.shape[-2]), int(x.shape[-1])))
 
-    def make_hook(i: int) -> Callable[[nn.Module, object, object], torch.Tensor]:
-        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor:
+    def make_hook(i: int) -> Callable[[nn.Module, object, object], torch.Tensor | None]:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
             if i in acts:
                 raise CamError(
                     f"layer {names[i]!r} runs more than once per forward (a shared "
                     "module such as a reused ReLU); target its parent block instead"
                 )
-            if not isinstance(output, torch.Tensor) or output.ndim != 4:
-                kind = (
-                    tuple(output.shape)
-                    if isinstance(output, torch.Tensor)
-                    else type(output).__name__
-                )
+            if not isinstance(output, torch.Tensor):
                 raise CamError(
-                    f"layer {names[i]!r} outputs {kind}, not a (B, C, h, w) feature map; "
-                    "pick a convolutional block"
+                    f"layer {names[i]!r} outputs {type(output).__name__}, not a feature map; "
+                    "pick a block of the network"
                 )
+            try:
+                layout = found[i] = layouts.of(tuple(output.shape))
+            except LayoutError as exc:
+                raise CamError(f"layer {names[i]!r} {exc}") from None
             if need_grad and not torch.is_grad_enabled():
                 torch.set_grad_enabled(True)  # restored by the no_grad() block around forward
-                output = output.detach().requires_grad_(True)
-            acts[i] = output
+                act = layout.to_map(output.detach()).detach().requires_grad_(True)
+            else:
+                act = layout.to_map(output)
+            acts[i] = act
+            if layout.kind != "nchw" and not act.requires_grad:
+                return None  # `act` is a copy: the network may go on with its own output
             # Downstream in-place ops (ResNet's `out += identity`) must not change what we keep.
-            return output.clone()
+            return layout.to_output(act, output)
 
         return hook
 
@@ -126,7 +140,8 @@ def capture(
     missing = [names[i] for i in range(len(modules)) if i not in acts]
     if missing:
         raise CamError(f"layer(s) {missing} did not run in the forward pass")
-    return Capture(logits, tuple(acts[i] for i in range(len(modules))))
+    order = range(len(modules))
+    return Capture(logits, tuple(acts[i] for i in order), tuple(found[i] for i in order))
 
 
 def gradients(cap: Capture, img_idx: torch.Tensor, cls_idx: torch.Tensor) -> list[torch.Tensor]:

@@ -69,7 +69,7 @@ def ablationcam(ctx: Batch, spec: Spec) -> MapOut:
     x, img_idx, cls_idx = ctx.x, ctx.img_idx, ctx.cls_idx
     module = ctx.modules[0]
     cap = ctx.capture(need_grad=False)
-    a_all, logits = cap.acts[0].detach(), cap.logits.detach()
+    a_all, logits, layout = cap.acts[0].detach(), cap.logits.detach(), cap.layouts[0]
     raw = torch.empty(len(img_idx), *a_all.shape[-2:], device=x.device)
     for i in img_idx.unique().tolist():
         rows = (img_idx == i).nonzero().flatten()
@@ -83,7 +83,10 @@ def ablationcam(ctx: Batch, spec: Spec) -> MapOut:
             ks = torch.arange(k, min(k + CHUNK, n_ch), device=x.device)
             batch = a.expand(len(ks), *a.shape).clone()
             batch[torch.arange(len(ks)), ks] = value
-            handle = module.register_forward_hook(lambda _m, _i, _o, b=batch: b)
+            # the ablated maps go on in the layer's own layout (tokens, channels-last …)
+            handle = module.register_forward_hook(
+                lambda _m, _i, o, b=batch: b if layout.kind == "nchw" else layout.to_output(b, o)
+            )
             try:
                 scores.append(ctx.model(x[i : i + 1]))
             finally:

@@ -12,6 +12,7 @@ from torch import nn
 
 from cam_core.cams.capture import CamError, MapOut, guarded, model_lock
 from cam_core.cams.context import Batch, Spec
+from cam_core.models.reshape import reshape_transform
 
 ABLATION_BATCH = 64
 """Ablated copies pytorch-grad-cam's AblationCAM scores per forward."""
@@ -49,7 +50,12 @@ def library_cam(
     cls = getattr(pgc, spec.library_class)
     finer = spec.library_class == "FinerCAM"
     with model_lock(model), guarded(model):
-        cam = cls(model=model, target_layers=list(layers))
+        size = (int(input_tensor.shape[-2]), int(input_tensor.shape[-1]))
+        cam = cls(  # token / channels-last layers read as maps (our layout; CNNs: unchanged)
+            model=model,
+            target_layers=list(layers),
+            reshape_transform=reshape_transform(model, size),
+        )
         if spec.library_class == "AblationCAM":
             cam.batch_size = ABLATION_BATCH
         targets: list[object] = [ClassifierOutputTarget(int(c)) for c in classes]

@@ -21,7 +21,10 @@ from cam_core.evaluation.rows import plain
 from cam_core.explain import Explainer
 from cam_core.models import ModelCard, card_path_for
 
-__all__ = ["auto_configure", "write_recommended"]
+__all__ = ["CANDIDATES", "auto_configure", "write_recommended"]
+
+CANDIDATES = "candidates"
+"""A ``layers`` entry that stands for every candidate layer of the model."""
 
 
 def _nan_to_none(value: object) -> object:
@@ -47,7 +50,9 @@ def auto_configure(
 ) -> dict[str, Any]:
     """Pick a (method, layer, flip averaging) and a CAM→box threshold on a calibration split.
 
-    ``flips`` lists the ``flip_smooth`` settings to try ((False, True): each method × layer both
+    ``layers`` may hold :data:`CANDIDATES` (``--layers candidates``): every candidate layer of
+    the model (:attr:`ModelCard.candidate_layers`). ``flips`` lists the ``flip_smooth``
+    settings to try ((False, True): each method × layer both
     as is and averaged over the four flips, the latter at 4× the work). Rule: every (method,
     layer, flips) is scored by ``(mean metric + mean energy + MaxBoxAccV2) / 3``
     over all scoreable (sample, class) pairs of ``samples`` (``metric`` is one of pointing,
@@ -61,6 +66,13 @@ def auto_configure(
     figures (the winner's summary row), baselines (their pointing/energy), candidates,
     calibration (split, n, target_rule, rule).
     """
+    # "candidates" stands for every candidate layer of the model (its shape probe's for an
+    # architecture we did not register): ModelCard.candidate_layers
+    layers = [
+        x
+        for lay in layers
+        for x in (explainer.card.candidate_layers if lay == CANDIDATES else (lay,))
+    ]
     allowed = ("pointing", "pointing_tol", "iou", "box_iou", "energy")
     if metric not in allowed:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(allowed)}")

@@ -11,6 +11,7 @@
 Import from here: ``from cam_core.models import load_model, ModelCard``.
 """
 
+from cam_core.models import timm_models as _timm_models  # noqa: F401 - "timm/…" names
 from cam_core.models.card import Calibration, Candidate, ModelCard, Recommendation, card_path_for
 from cam_core.models.checkpoints import (
     CheckpointError,

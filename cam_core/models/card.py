@@ -8,6 +8,7 @@ layer when none is chosen".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -78,6 +79,20 @@ def _figures(value: object, at: str) -> dict[str, Figure]:
         else:
             out[str(name)] = _number(v, f"{at}.{name}")
     return out
+
+
+def _size(value: object, at: str) -> int | tuple[int, int]:
+    """An input size: a positive int (square), or [height, width] (an equal pair → the int)."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        h, w = (_size(v, at) for v in value)
+        if not isinstance(h, int) or not isinstance(w, int):
+            raise ValueError(f"{at} must be an int or [height, width], got {value!r}")
+        return h if h == w else (h, w)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{at} must be an int or [height, width], got {value!r}")
+    if int(value) != value or int(value) <= 0:
+        raise ValueError(f"{at} {value} must be a whole number > 0")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -203,8 +218,10 @@ class Recommendation:
 class ModelCard:
     """What a checkpoint is: architecture, class names (output order), preprocessing, provenance.
 
-    ``input_size`` is the square side in pixels the model is fed; ``mean``/``std`` are per-channel
-    normalisation of [0, 1] inputs. ``target_layer`` None means the architecture's default.
+    ``input_size`` is the side in pixels the model is fed (an int: square; or [height, width]);
+    ``in_chans`` its input channels (1: gray fed as is; 3: gray replicated); ``mean``/``std``
+    are per-channel normalisation of [0, 1] inputs (3 values, or 1 for a 1-channel model).
+    ``target_layer`` None means the architecture's default.
     ``training`` (command, split, epochs, seed, wall time …) and ``metrics`` (accuracy, per-class
     F1, confusion matrix …) are free JSON-able dicts. ``recommended`` is the auto-configured
     :class:`Recommendation` (JSON key ``"recommended"``; a mapping given here is parsed into
@@ -217,10 +234,11 @@ class ModelCard:
     arch: str
     classes: tuple[str, ...]
     multilabel: bool
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    input_size: int | tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     target_layer: str | None = None
+    in_chans: int = 3
     synthetic: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -235,13 +253,20 @@ class ModelCard:
             raise ValueError(f"ModelCard {self.name!r}: duplicate class names in {list(classes)}")
         mean = tuple(float(v) for v in self.mean)
         std = tuple(float(v) for v in self.std)
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"ModelCard {self.name!r}: mean/std need 3 values, got {mean} / {std}")
+        if int(self.in_chans) not in (1, 3):
+            raise ValueError(
+                f"ModelCard {self.name!r}: in_chans must be 1 or 3, got {self.in_chans}"
+            )
+        n_stats = (1, 3) if int(self.in_chans) == 1 else (3,)
+        if len(mean) not in n_stats or len(std) not in n_stats:
+            raise ValueError(
+                f"ModelCard {self.name!r}: mean/std need {' or '.join(map(str, n_stats))} "
+                f"values for in_chans={self.in_chans}, got {mean} / {std}"
+            )
         if not all(s > 0 for s in std):
             raise ValueError(f"ModelCard {self.name!r}: std values must be > 0, got {std}")
-        size = int(self.input_size)
-        if size <= 0:
-            raise ValueError(f"ModelCard {self.name!r}: input_size {size} must be > 0")
+        size = _size(self.input_size, f"ModelCard {self.name!r}: input_size")
+        object.__setattr__(self, "in_chans", int(self.in_chans))
         object.__setattr__(self, "classes", classes)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
@@ -251,6 +276,12 @@ class ModelCard:
         if rec is not None and not isinstance(rec, Recommendation):
             rec = Recommendation.from_dict(rec, f"ModelCard {self.name!r}: recommended")
             object.__setattr__(self, "recommended", rec)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) in pixels of the model input."""
+        size = self.input_size
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
     @property
     def recommendation(self) -> Recommendation | None:
@@ -266,6 +297,16 @@ class ModelCard:
         if self.recommended is not None:
             return self.recommended.layer
         return self.target_layer or get_arch(self.arch).target_layers[0]
+
+    @property
+    def candidate_layers(self) -> tuple[str, ...]:
+        """Every CAM layer worth trying: the default, the card's own, then the architecture's
+        (for a ``timm/…`` or ``torchvision/…`` model, the shape probe's candidates).
+        """
+        options = [self.default_layer, *([self.target_layer] if self.target_layer else [])]
+        with contextlib.suppress(KeyError):
+            options += list(get_arch(self.arch).target_layers)
+        return tuple(dict.fromkeys(options))
 
     def to_json(self) -> str:
         """The card as indented JSON (numpy/tensor values become lists or numbers)."""

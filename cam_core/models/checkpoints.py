@@ -20,7 +20,10 @@ from torch import nn
 
 from cam_core.models import registry
 from cam_core.models.card import ModelCard, card_path_for
+from cam_core.models.hub import CONFIG, HubError, hub_card, hub_weights, is_hub_folder
+from cam_core.models.preprocessing import input_hw
 from cam_core.models.registry import ArchSpec, get_arch
+from cam_core.models.reshape import LayoutError, check_input_size
 from cam_core.models.sniff import what_file_is
 
 
@@ -250,10 +253,17 @@ def load_model(
     the head weight. Every failure raises :class:`CheckpointError` naming the file.
     """
     path = Path(path)
+    card: ModelCard | None = None
+    hub = path.is_dir() or is_hub_folder(path)
+    if hub:  # the timm / Hugging Face folder layout: config.json beside the weights
+        folder = path if path.is_dir() else path.parent
+        try:
+            card, path = hub_card(folder), hub_weights(folder)
+        except HubError as exc:
+            raise CheckpointError(str(exc)) from None
     state = read_state_dict(path)
     card_file = card_path_for(path)
-    card: ModelCard | None = None
-    if card_file.is_file() and card_file != path:
+    if card is None and card_file.is_file() and card_file != path:
         try:
             card = ModelCard.from_json(card_file.read_text(encoding="utf-8"))
         except (ValueError, TypeError, OSError) as exc:
@@ -281,6 +291,11 @@ def load_model(
 
     names = tuple(classes) if classes is not None else card.classes  # type: ignore[union-attr]
     n = _head_classes(state, spec)
+    if n is not None and n != len(names) and hub and classes is None:
+        raise CheckpointError(
+            f"{path.parent / CONFIG}: num_classes / label_names give {len(names)} classes but "
+            f"the weights' head ({spec.head} in {path.name}) has {n} outputs"
+        )
     if n is not None and n != len(names):
         raise CheckpointError(
             f"{path}: the checkpoint's head ({spec.head}) has {n} outputs but {len(names)} class "
@@ -288,6 +303,11 @@ def load_model(
         )
     model = _build_loaded(spec, n if n is not None else len(names), state, path)
     model = model.to(device=device, dtype=torch.float32).eval()
+    size = card.input_hw if card is not None else input_hw(spec.input_size)
+    try:
+        check_input_size(model, size)
+    except LayoutError as exc:
+        raise CheckpointError(f"{card_file if card is not None else path}: {exc}") from None
 
     if card is None:
         card = ModelCard(
@@ -298,6 +318,7 @@ def load_model(
             input_size=spec.input_size,
             mean=spec.mean,
             std=spec.std,
+            in_chans=spec.in_chans,
             notes=f"No model card: built from arguments by load_model({path.name!r}).",
         )
     else:

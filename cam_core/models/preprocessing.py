@@ -19,11 +19,16 @@ from cam_core.models.registry import ArchSpec
 
 class _Normalisation(Protocol):
     @property
-    def input_size(self) -> int: ...
+    def input_size(self) -> int | tuple[int, int]: ...
     @property
-    def mean(self) -> tuple[float, float, float]: ...
+    def mean(self) -> tuple[float, ...]: ...
     @property
-    def std(self) -> tuple[float, float, float]: ...
+    def std(self) -> tuple[float, ...]: ...
+
+
+def input_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """(height, width) of an input size given as an int (square) or a pair."""
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, RGB order
@@ -50,25 +55,25 @@ def _gray(image: np.ndarray, index: int) -> np.ndarray:
 
 
 def preprocess(images: Sequence[np.ndarray], card_or_spec: ModelCard | ArchSpec) -> torch.Tensor:
-    """Model input (B, 3, S, S) float32 from uint8 images, S = ``card_or_spec.input_size``.
+    """Model input (B, C, H, W) float32 from uint8 images: (H, W) = ``card_or_spec.input_size``
+    (an int: square), C = its ``in_chans`` (3 when it has none).
 
     Each image, (H, W) grayscale or (H, W, 3) RGB (→ BT.601 gray), is scaled to [0, 1],
-    resized to S×S (bilinear, antialiased, align_corners=False) and normalised with the
-    card's mean/std. 1-channel images are fed by replicating the gray channel to the
-    3-channel stem. Images may differ in size.
+    resized to H×W (bilinear, antialiased, align_corners=False) and normalised with the
+    card's mean/std. A 3-channel model gets the gray channel replicated to its 3-channel stem;
+    a 1-channel model gets it as is. Images may differ in size.
     """
     spec: _Normalisation = card_or_spec
     if len(images) == 0:
         raise ValueError("preprocess needs at least one image")
-    size = int(spec.input_size)
-    gray = torch.empty((len(images), 1, size, size), dtype=torch.float32)
+    size = input_hw(spec.input_size)
+    chans = int(getattr(spec, "in_chans", 3))
+    gray = torch.empty((len(images), 1, *size), dtype=torch.float32)
     for i, image in enumerate(images):
         g = torch.from_numpy(np.ascontiguousarray(_gray(image, i)))[None, None]
-        if tuple(g.shape[-2:]) != (size, size):
-            g = F.interpolate(
-                g, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-            )
+        if tuple(g.shape[-2:]) != size:
+            g = F.interpolate(g, size=size, mode="bilinear", align_corners=False, antialias=True)
         gray[i] = g[0]
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return ((gray.expand(-1, 3, -1, -1) - mean) / std).contiguous()
+    mean = torch.tensor(spec.mean[:chans], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std[:chans], dtype=torch.float32).view(1, -1, 1, 1)
+    return ((gray.expand(-1, chans, -1, -1) - mean) / std).contiguous()

@@ -46,19 +46,21 @@ class ArchSpec:
     name: str
     builder: Callable[[int], nn.Module]
     target_layers: tuple[str, ...]
-    input_size: int
+    input_size: int | tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     head: str
     gap_linear: bool
     description: str
+    in_chans: int = 3
 
     def __post_init__(self) -> None:
         if not self.target_layers:
             raise ValueError(f"ArchSpec {self.name!r}: target_layers is empty")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"ArchSpec {self.name!r}: mean/std need 3 values each")
-        if self.input_size <= 0:
+        sizes = (self.input_size,) if isinstance(self.input_size, int) else self.input_size
+        if len(sizes) not in (1, 2) or min(sizes) <= 0:
             raise ValueError(f"ArchSpec {self.name!r}: input_size {self.input_size} must be > 0")
 
 
@@ -73,12 +75,30 @@ def register_arch(spec: ArchSpec) -> ArchSpec:
     return spec
 
 
+_RESOLVERS: dict[str, Callable[[str], ArchSpec]] = {}
+_RESOLVED: dict[str, ArchSpec] = {}
+
+
+def register_resolver(prefix: str, resolve: Callable[[str], ArchSpec]) -> None:
+    """Names ``"<prefix>/…"`` (``timm/vit_small_patch16_224``) are specs made on first use by
+    ``resolve(name)`` (KeyError naming the name when it is unknown), then kept.
+    """
+    _RESOLVERS[prefix] = resolve
+
+
 def get_arch(name: str) -> ArchSpec:
-    """The registered spec called ``name``; KeyError listing the valid names otherwise."""
-    try:
+    """The registered spec called ``name`` (or resolved: :func:`register_resolver`); KeyError
+    listing the valid names otherwise.
+    """
+    if name in ARCHS:
         return ARCHS[name]
-    except KeyError:
-        raise KeyError(f"Unknown architecture {name!r}; valid: {sorted(ARCHS)}") from None
+    prefix = name.split("/", 1)[0] if isinstance(name, str) and "/" in name else None
+    if prefix in _RESOLVERS:
+        if name not in _RESOLVED:
+            _RESOLVED[name] = _RESOLVERS[prefix](name)
+        return _RESOLVED[name]
+    families = "".join(f", or '{p}/<name>'" for p in sorted(_RESOLVERS))
+    raise KeyError(f"Unknown architecture {name!r}; valid: {sorted(ARCHS)}{families}") from None
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
