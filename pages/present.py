@@ -13,6 +13,8 @@ from cam_core.vocabulary import method_name
 from pages import _state
 from pages._sidebar import app_state
 
+PANEL_SHOWN = 500  # panel width on screen in CSS pixels (the page fits a 1280 x 720 projector)
+
 # The room sees the slide, not the controls: no sidebar (nor its toggle), a slim header, little
 # padding; everything below fits 1280 x 720.
 st.html(
@@ -20,7 +22,7 @@ st.html(
     "[data-testid='stExpandSidebarButton']{display:none !important;}"
     "[data-testid='stMainBlockContainer']{padding:0.6rem 1.5rem 0.5rem 1.5rem !important;"
     "max-width:100% !important;}"
-    "[data-testid='stHeader']{height:0 !important;}"
+    "[data-testid='stHeader']{display:none !important;}"
     ".present-head{font-size:1.7rem;font-weight:650;line-height:1.25;margin:0}"
     ".present-verdict{font-size:1.45rem;font-weight:600;line-height:1.3;margin:0}"
     ".present-on{color:#166534}.present-off{color:#b91c1c}.present-none{color:#92400e}"
@@ -50,7 +52,7 @@ def _step(delta: int) -> None:
 
 
 i = min(st.session_state.get("present_i", 0), len(chosen) - 1)
-left, head, right = st.columns([1, 8, 1], vertical_alignment="center")
+left, head, right = st.columns([1.5, 7, 1.5], vertical_alignment="center")
 left.button(
     "Previous",
     icon=":material/arrow_back:",
@@ -87,12 +89,13 @@ except (data.DataError, ValueError, KeyError) as exc:
     st.stop()
 head.html(f"<p class='present-head'>{i + 1} / {len(chosen)} · {slide.headline}</p>")
 tone = {True: "present-on", False: "present-off", None: "present-none"}[slide.on_defect]
-gt_col, map_col = st.columns(2, gap="medium")
-gt_col.image(slide.gt, width="stretch")
-gt_col.html("<p class='present-small'>The image with its ground-truth boxes</p>")
-map_col.image(slide.heat, width="stretch")
-map_col.html(f"<p class='present-small'>{slide.figures}</p>")
 st.html(f"<p class='present-verdict {tone}'>{slide.verdict}</p>")
+# Fixed-size panels: two of them, the words above and their captions fit 1280 x 720.
+_, gt_col, map_col, _ = st.columns([1, 10, 10, 1], gap="medium")
+gt_col.image(slide.gt, width=PANEL_SHOWN)
+gt_col.html("<p class='present-small'>The image with its ground-truth boxes</p>")
+map_col.image(slide.heat, width=PANEL_SHOWN)
+map_col.html(f"<p class='present-small'>{slide.figures}</p>")
 if slide.error:
     st.error(slide.error)
 
