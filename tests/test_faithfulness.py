@@ -4,6 +4,7 @@ insertion on a planted model whose evidence is known, bad maps, and the evaluati
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -178,3 +179,53 @@ def test_bad_arguments_name_the_value(setup):
         FM.deletion_insertion(model, x, [cams[0]], [0], [0], fill="zeros")
     with pytest.raises(ValueError, match="1 maps but 2 image indices"):
         FM.road(model, x, [cams[0]], [0, 1], [0])
+
+
+# ------------------------------------------------------------------------- evaluation rows
+def test_evaluate_with_faithfulness_gives_finite_columns_and_resumes(voc, checkpoint, tmp_path):
+    from cam_core.evaluation import EvalConfig, evaluate
+    from cam_core.evaluation.result import row_columns
+    from cam_core.explain import Explainer
+    from cam_core.models import load_model
+
+    loaded = load_model(checkpoint)
+    ex = Explainer(loaded.model, loaded.card)
+    base = dict(data=str(voc), checkpoint=str(checkpoint), split=None, limit=2, batch_size=1)
+    cfg = EvalConfig(**base, faithfulness=True, faith_steps=2, out=str(tmp_path / "run"))
+    stops = iter([False, True])  # one sample, then stop
+    partial = evaluate(cfg, explainer=ex, should_stop=lambda: next(stops, False))
+    assert partial.state == "stopped"
+    full = evaluate(cfg, explainer=ex)  # resumes: computes the missing samples only
+    rows = pd.DataFrame(full.rows)
+    assert full.state == "done"
+    # the untrained model's Grad-CAM for one class is blank: a clear row error, not a number
+    errors = rows["error"].dropna()
+    assert errors.str.contains("faithfulness: gradcam@layer3 map .* is blank").all(), errors
+    method = rows[(rows["layer"] != "-") & rows["error"].isna()]
+    assert len(method) >= 1
+    for col in FM.FAITH_COLUMNS:
+        assert col in rows.columns
+        assert np.isfinite(method[col].astype(float)).all(), col
+        assert rows.loc[rows["layer"] == "-", col].isna().all()  # baselines: not computed
+    assert method["deletion_auc"].between(0, 1).all() and method["increase"].isin([0, 1]).all()
+    # the resumed rows equal a fresh uninterrupted run's (seeds come from stems, not batches)
+    fresh = evaluate(EvalConfig(**base, faithfulness=True, faith_steps=2), explainer=ex)
+    cols = [*FM.FAITH_COLUMNS, "error"]
+    pd.testing.assert_frame_equal(pd.DataFrame(fresh.rows)[cols], rows[cols], atol=1e-5)
+    assert not set(FM.FAITH_COLUMNS) & set(row_columns(EvalConfig(**base)))
+
+
+def test_a_blank_map_becomes_a_row_error_not_a_number(make_card):
+    from cam_core.evaluation.faith import FaithItem, apply_faith, faith_figures
+    from cam_core.explain import Explainer
+
+    ex = Explainer(TinyNet().eval(), make_card(input_size=S, classes=("a", "b", "c")))
+    image = (np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8)
+    good = np.random.default_rng(1).random((40, 50)).astype(np.float32)
+    items = [FaithItem(0, 1, np.zeros((40, 50), np.float32), "gradcam"), FaithItem(0, 2, good, "x")]
+    figs = faith_figures(ex, [image], ["img_1"], items, steps=4)
+    assert isinstance(figs[0], str) and "blank" in figs[0] and "gradcam" in figs[0]
+    assert isinstance(figs[1], dict) and np.isfinite(list(figs[1].values())).all()
+    row = {"error": None, "deletion_auc": None}
+    apply_faith(row, figs[0])
+    assert row["error"].startswith("faithfulness:") and row["deletion_auc"] is None

@@ -24,6 +24,7 @@ from cam_core.evaluation.config import (
     EvalConfig,
     box_key,
 )
+from cam_core.evaluation.faith import apply_faith, faith_table
 from cam_core.evaluation.result import row_columns
 from cam_core.explain import CamError, Explainer
 from cam_core.metrics.position import encode_grid, normalised_boxes
@@ -204,6 +205,18 @@ def evaluate_batch(
             probs = layer_probs if probs is None else probs
         if probs is None:
             probs = ex.predict(images)
+        faith = (  # every method map of the batch, in one set of perturbation batches
+            faith_table(
+                ex,
+                images,
+                [batch[i].stem for i in ok],
+                {lay: cams[lay][0] for lay in layers},
+                steps=cfg.faith_steps,
+                fill=cfg.faith_fill,
+            )
+            if cfg.faithfulness
+            else {}
+        )
         for j, i in enumerate(ok):
             s, image = batch[i], images[j]
             shape = image.shape[:2]
@@ -234,6 +247,7 @@ def evaluate_batch(
                         _score_map(row, cam, gt, cfg)
                         if lay != BASELINE_LAYER and row["error"] is None:  # bias-map grid
                             row.update(_grid=encode_grid(cam), _gt=normalised_boxes(gt, shape))
+                        apply_faith(row, faith.get((j, c, m, lay)))
                     else:
                         row["error"] = err or f"{m} @ {lay}: no map returned"
                     per_sample[i].append(row)

@@ -19,6 +19,7 @@ from typing import Any
 
 from cam_core.evaluation.config import PXAP_BINS, EvalConfig
 from cam_core.evaluation.rows import MAXBOX
+from cam_core.metrics.faithfulness import ROAD_PERCENTILES
 from cam_core.models import ModelCard
 
 __all__ = ["FORMAT", "RowStore", "identity_key", "prune_stores", "run_identity"]
@@ -43,7 +44,7 @@ def run_identity(cfg: EvalConfig, card: ModelCard, layers: Sequence[str]) -> dic
     (which moves maps by float rounding only, ~1e-6). ``layers`` are resolved names.
     """
     data = Path(cfg.data)
-    return {
+    identity: dict[str, Any] = {
         "format": FORMAT,
         "data": str(data.resolve()) if data.exists() else cfg.data,
         "split": cfg.split,
@@ -67,6 +68,13 @@ def run_identity(cfg: EvalConfig, card: ModelCard, layers: Sequence[str]) -> dic
         "maxbox_thresholds": MAXBOX.thresholds.tolist(),
         "maxbox_deltas": list(MAXBOX.deltas),
     }
+    if cfg.faithfulness:  # absent when off: stores of runs without it keep their identity
+        identity["faithfulness"] = {
+            "steps": cfg.faith_steps,
+            "fill": cfg.faith_fill,
+            "road_percentiles": list(ROAD_PERCENTILES),
+        }
+    return identity
 
 
 def identity_key(identity: Mapping[str, Any]) -> str:

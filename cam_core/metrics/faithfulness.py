@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -77,7 +76,9 @@ __all__ = [
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """(N, C, S, S) model input → (N, K) class probabilities, on the input's device."""
 
-Fill = Literal["blur", "mean"]
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""ROAD's noise source: one generator, one per map, or None (torch's global generator)."""
+
 FILLS: tuple[str, ...] = ("blur", "mean")
 """What replaces removed pixels in deletion / insertion."""
 
@@ -456,7 +457,7 @@ def _road_inputs(
     images: Sequence[int],
     percentiles: Sequence[float],
     noise: float,
-    generator: torch.Generator | None,
+    generator: Generators,
 ) -> torch.Tensor:
     """(2·P·T, C, S, S) imputed copies, in pytorch-grad-cam's order (LeRF then MoRF; per
     percentile; per map), each with its noise drawn in that same order.
@@ -464,6 +465,9 @@ def _road_inputs(
     xc = x.detach().float().cpu()
     host = xc.numpy()
     masks = [road_masks(cam, percentiles) for cam in cams]
+    gens = list(generator) if isinstance(generator, list | tuple) else [generator] * len(cams)
+    if len(gens) != len(cams):
+        raise ValueError(f"{len(gens)} generators for {len(cams)} maps")
     out = xc[list(images)].repeat(2 * len(percentiles), 1, 1, 1).clone()
     flat = out.view(out.shape[0], out.shape[1], -1)
     j = 0
@@ -473,7 +477,7 @@ def _road_inputs(
                 keep = masks[t][d, k]
                 vals = torch.from_numpy(impute(host[int(i)], keep)).float()
                 idx = torch.from_numpy(np.flatnonzero(~keep.ravel()))
-                flat[j][:, idx] = vals + noise * torch.randn(vals.shape, generator=generator)
+                flat[j][:, idx] = vals + noise * torch.randn(vals.shape, generator=gens[t])
                 j += 1
     return out.to(x.device)
 
@@ -487,7 +491,7 @@ def road(
     *,
     percentiles: Sequence[float] = ROAD_PERCENTILES,
     noise: float = ROAD_NOISE,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     batch_size: int = 64,
 ) -> np.ndarray:
     """(T,) combined ROAD score of each map, **higher is better**:
@@ -495,8 +499,9 @@ def road(
     class's probability change after the least / most relevant pixels are replaced by noisy
     linear imputation (:func:`road_masks`, :func:`impute`). The noise comes from ``generator``
     (None: torch's global generator, as pytorch-grad-cam), drawn in pytorch-grad-cam's order, so
-    seeding both alike gives its ``ROADCombined`` numbers. Every perturbed copy of every map goes
-    through the scorer in one stream of ``batch_size`` chunks.
+    seeding both alike gives its ``ROADCombined`` numbers; a list gives each map its own
+    generator (its figures then do not depend on the other maps of the call). Every perturbed
+    copy of every map goes through the scorer in one stream of ``batch_size`` chunks.
     """
     _check_targets(x, len(maps), images, classes)
     cams = _input_maps(maps, (int(x.shape[-2]), int(x.shape[-1])))
@@ -578,7 +583,7 @@ def score_faithfulness(
     fill: str = "blur",
     seeds: int | Sequence[int] = 0,
     road_percentiles: Sequence[float] = ROAD_PERCENTILES,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     batch_size: int = 64,
 ) -> Faithfulness:
     """:func:`deletion_insertion`, :func:`road` and :func:`confidence_change` of the same maps
