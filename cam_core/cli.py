@@ -179,6 +179,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="N samples, classes in turn")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="ray: a Ray Data job over an actor pool (--data may be a Parquet manifest); "
+        "needs ray[data] (docs/scale.md)",
+    )
+    p.add_argument(
+        "--address", default=None, help="--engine ray: auto or ray://host:port (default: local)"
+    )
+    p.add_argument(
         "--out", default=None, help="folder: rows.jsonl (resumable), summary.csv, report.html"
     )
     p.add_argument(
@@ -314,12 +324,20 @@ def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 bar.write(
                     "warning: evaluating on the calibration split (val): figures are optimistic"
                 )
-        dataset = load_dataset(cfg.data, split=cfg.split)
-        for err in dataset.errors:
-            bar.write(f"skipped: {err}")
-        bar.set_description(f"evaluating ({cfg.split or 'all'})")
-        bar.reset()
-        result = evaluate(cfg, explainer=explainer, samples=dataset.samples, progress=progress)
+        if args.engine == "ray":  # cam_core.scale: the same rows and report, from a Ray job
+            from cam_core.scale import evaluate_on_ray
+
+            bar.set_description(f"evaluating on Ray ({cfg.split or 'all'})")
+            bar.reset()
+            run = evaluate_on_ray(cfg, explainer, address=args.address, progress=progress)
+            result = run.result
+        else:
+            dataset = load_dataset(cfg.data, split=cfg.split)
+            for err in dataset.errors:
+                bar.write(f"skipped: {err}")
+            bar.set_description(f"evaluating ({cfg.split or 'all'})")
+            bar.reset()
+            result = evaluate(cfg, explainer=explainer, samples=dataset.samples, progress=progress)
     except KeyboardInterrupt:
         bar.close()
         hint = " — rerun the same command to resume" if cfg.out else ""
