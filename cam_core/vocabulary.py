@@ -28,6 +28,7 @@ __all__ = [
     "BASELINE_NAMES",
     "BASELINE_PREFIX",
     "DATASET_METRICS",
+    "FAITH_METRICS",
     "MAP_METRICS",
     "METRICS",
     "ROW_HEADINGS",
@@ -137,6 +138,71 @@ METRICS: dict[str, MetricInfo] = {
 """Every metric key the summary and the panels produce (``box_iou@<t>`` keys are derived from
 ``box_iou``, see :func:`metric_info`), in display order."""
 
+FAITH_METRICS: dict[str, MetricInfo] = {
+    m.key: m
+    for m in (
+        MetricInfo(
+            "deletion_auc",
+            "Deletion AUC",
+            "deletion AUC",
+            "Model probability of the class as the map's most relevant pixels are replaced by a "
+            "blurred copy, area under the curve; 0–1, lower is better (compare the random order).",
+            "map",
+        ),
+        MetricInfo(
+            "insertion_auc",
+            "Insertion AUC",
+            "insertion AUC",
+            "Model probability of the class as the map's most relevant pixels are put back into a "
+            "blurred copy, area under the curve; 0–1, higher is better (compare the random order).",
+            "map",
+        ),
+        MetricInfo(
+            "deletion_auc_random",
+            "Deletion AUC, random order",
+            "deletion AUC (random)",
+            "Deletion AUC when the pixels go in a seeded random order: the chance level a map "
+            "should beat (be below); 0–1.",
+            "map",
+        ),
+        MetricInfo(
+            "insertion_auc_random",
+            "Insertion AUC, random order",
+            "insertion AUC (random)",
+            "Insertion AUC when the pixels come back in a seeded random order: the chance level "
+            "a map should beat (be above); 0–1.",
+            "map",
+        ),
+        MetricInfo(
+            "road",
+            "ROAD (combined)",
+            "ROAD",
+            "Probability change when the least relevant pixels are imputed minus when the most "
+            "relevant are, halved, averaged over 10–90 % removed (Rong et al. 2022); −1–1, "
+            "higher is better, 0 = no better than chance.",
+            "map",
+        ),
+        MetricInfo(
+            "avg_drop",
+            "Drop in confidence",
+            "drop",
+            "How much the class probability falls when the image is multiplied by the map "
+            "(max(0, p − p masked), Chattopadhay et al. 2018); 0–1, lower is better.",
+            "map",
+        ),
+        MetricInfo(
+            "increase",
+            "Increase in confidence",
+            "increase",
+            "Share of maps for which the image multiplied by the map raises the class "
+            "probability; 0–1, higher is better.",
+            "map",
+        ),
+    )
+}
+"""Faithfulness figures of an evaluation row (:mod:`cam_core.metrics.faithfulness`), in display
+order: per map, but not localization metrics (not in :data:`MAP_METRICS`)."""
+
 MAP_METRICS: tuple[str, ...] = tuple(k for k, m in METRICS.items() if m.level == "map")
 """Keys with one value per (image, class) map."""
 
@@ -153,6 +219,8 @@ def metric_info(key: str) -> MetricInfo:
     """
     if key in METRICS:
         return METRICS[key]
+    if key in FAITH_METRICS:
+        return FAITH_METRICS[key]
     if key.startswith(_BOX_AT):
         t = key[len(_BOX_AT) :]
         try:

@@ -229,3 +229,14 @@ def test_a_blank_map_becomes_a_row_error_not_a_number(make_card):
     row = {"error": None, "deletion_auc": None}
     apply_faith(row, figs[0])
     assert row["error"].startswith("faithfulness:") and row["deletion_auc"] is None
+
+
+def test_every_faithfulness_column_has_a_name_and_a_direction():
+    from cam_core import vocabulary as V
+
+    assert tuple(V.FAITH_METRICS) == FM.FAITH_COLUMNS
+    for col in FM.FAITH_COLUMNS:
+        assert V.row_heading(col) != col and V.metric_tooltip(col).endswith(".")
+    assert "lower is better" in V.metric_tooltip("deletion_auc")
+    assert "higher is better" in V.metric_tooltip("road")
+    assert not set(FM.FAITH_COLUMNS) & set(V.MAP_METRICS)  # not averaged as localization
