@@ -77,6 +77,7 @@ __all__ = [
     "THRESHOLD",
     "Block",
     "SanityResult",
+    "bootstrap_ci",
     "model_blocks",
     "randomise_block",
     "sanity_check",
@@ -103,6 +104,8 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "abs_spearman",
     "ssim",
     "n",
+    "ci_low",
+    "ci_high",
     "passed",
     "random_logit_passed",
     "threshold",
@@ -189,6 +192,21 @@ class SanityResult:
         against the other), which is the class-discriminative behaviour the check asks for.
         """
         return bool(float(_nanmean(self.random_logit_spearman)) < self.threshold)
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Seeded percentile-bootstrap CI of the mean of the finite ``values`` (NaN, NaN when fewer
+    than two).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return math.nan, math.nan
+    means = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def _nanmean(a: np.ndarray) -> np.ndarray:
@@ -435,7 +453,10 @@ def sanity_frame(results: Sequence[SanityResult]) -> pd.DataFrame:
     ``check`` is ``"randomization"`` (depth 0 = intact model, block "-"; depth k: ``block``
     randomised last, all blocks above it too) or ``"random-logit"`` (one row, depth -1, block
     "random class"). ``spearman``/``abs_spearman``/``ssim`` are means over the ``n`` images with
-    a defined ρ. ``passed`` / ``random_logit_passed`` / ``threshold`` repeat the (method, layer)
+    a defined ρ; ``ci_low``/``ci_high`` the seeded 95 % bootstrap CI over images of the figure a
+    verdict reads (mean |ρ| on randomization rows, mean ρ on the random-logit row): a verdict
+    whose CI straddles ``threshold`` is not settled by this many images (:func:`bootstrap_ci`).
+    ``passed`` / ``random_logit_passed`` / ``threshold`` repeat the (method, layer)
     verdicts on each of its rows, so ``frame.groupby(["method", "layer"]).passed.first()`` is
     the verdict table.
     """
@@ -451,6 +472,7 @@ def sanity_frame(results: Sequence[SanityResult]) -> pd.DataFrame:
         rho, arho, ssim = r.mean_spearman(), r.mean_abs_spearman(), r.mean_ssim()
         counts = np.isfinite(r.spearman).sum(axis=1)
         for d in range(r.depths + 1):
+            lo, hi = bootstrap_ci(np.abs(r.spearman[d]))
             rows.append(
                 {
                     **common,
@@ -461,8 +483,11 @@ def sanity_frame(results: Sequence[SanityResult]) -> pd.DataFrame:
                     "abs_spearman": float(arho[d]),
                     "ssim": float(ssim[d]),
                     "n": int(counts[d]),
+                    "ci_low": lo,
+                    "ci_high": hi,
                 }
             )
+        rl_lo, rl_hi = bootstrap_ci(r.random_logit_spearman)
         rows.append(
             {
                 **common,
@@ -473,6 +498,8 @@ def sanity_frame(results: Sequence[SanityResult]) -> pd.DataFrame:
                 "abs_spearman": float(_nanmean(np.abs(r.random_logit_spearman))),
                 "ssim": float(_nanmean(r.random_logit_ssim)),
                 "n": int(np.isfinite(r.random_logit_spearman).sum()),
+                "ci_low": rl_lo,
+                "ci_high": rl_hi,
             }
         )
     return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))

@@ -37,7 +37,13 @@ def sanity_figure(frame: pd.DataFrame, method: str, layer: str | None = None) ->
         x=x,
         y=walk["abs_spearman"],
         mode="lines+markers",
-        name="|Spearman ρ|",
+        name="|Spearman ρ| (95 % CI over images)",
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": (walk["ci_high"] - walk["abs_spearman"]).fillna(0),
+            "arrayminus": (walk["abs_spearman"] - walk["ci_low"]).fillna(0),
+        },
         hovertemplate="%{x}: |ρ| %{y:.3f}<extra></extra>",
     )
     fig.add_scatter(

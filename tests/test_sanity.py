@@ -22,6 +22,7 @@ from cam_core.models import ModelCard
 from cam_core.sanity import (
     THRESHOLD,
     Block,
+    bootstrap_ci,
     model_blocks,
     sanity_check,
     sanity_frame,
@@ -151,6 +152,14 @@ def test_edge_detector_fails_and_gradcam_passes(trained, sobel):
     np.testing.assert_allclose(fig.data[0].y, grad.mean_abs_spearman())
     with pytest.raises(KeyError, match="no sanity rows"):
         sanity_figure(frame, "eigencam")
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
+    v = np.array([0.1, 0.5, 0.3, 0.9, 0.2, np.nan])
+    lo, hi = bootstrap_ci(v)
+    assert lo < np.nanmean(v) < hi and bootstrap_ci(v) == (lo, hi)
+    assert lo >= 0.1 and hi <= 0.9
+    assert np.isnan(bootstrap_ci(np.array([0.4, np.nan]))[0])
 
 
 def test_similarity_rules():

@@ -65,12 +65,14 @@ def main() -> None:
         print(
             f"\n{method} @ {layer}: randomization {'PASS' if rows.passed.iloc[0] else 'FAIL'}, "
             f"random logit {'PASS' if rows.random_logit_passed.iloc[0] else 'FAIL'} "
-            f"(ρ {logit.spearman:.3f}, SSIM {logit.ssim:.3f}, n {logit.n})"
+            f"(ρ {logit.spearman:.3f} [{logit.ci_low:.2f}, {logit.ci_high:.2f}], "
+            f"SSIM {logit.ssim:.3f}, n {logit.n})"
         )
         for r in walk.itertuples():
             block = "intact" if r.depth == 0 else f"+{r.block}"
             print(
-                f"  {block:<12} |ρ| {r.abs_spearman:.3f}  ρ {r.spearman:+.3f}  "
+                f"  {block:<12} |ρ| {r.abs_spearman:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
+                f"ρ {r.spearman:+.3f}  "
                 f"SSIM {r.ssim:.3f}  n {r.n}"
             )
     if args.out:
