@@ -111,7 +111,12 @@ with tab_q, _state.section("Right for the right reason"):
         "count / all correct rows. *Unscored*: no box of the class, an error, or no file class."
     )
     shown = counts.rename(
-        columns={**quadrants.QUADRANT_NAMES, "n": "Scored", "unscored": "Unscored"}
+        columns={
+            "class": "Class",
+            **quadrants.QUADRANT_NAMES,
+            "n": "Scored",
+            "unscored": "Unscored",
+        }
     )
     st.dataframe(
         shown,
@@ -257,7 +262,7 @@ with tab_d, _state.section("Release vs release"):
         "with the same settings; differences are B − A with paired bootstrap 95 % intervals over "
         "images (1,000 draws, seed 0). Green / red: the interval excludes 0."
     )
-    others = [r for r in state.models if r.model_id != state.model_id]
+    others = [r for r in state.models if r.path != result.config.checkpoint]
     if not others:
         st.info("Only one model is available: load another checkpoint on the Models page.")
     else:

@@ -76,7 +76,7 @@ def test_quadrants_bias_and_confusion_of_the_evaluated_split(reviewed):
         "Wrong class, map on the defect",
         "Wrong class, map off the defect",
     ]
-    total = counts.set_index("class").loc["all"]
+    total = counts.set_index("Class").loc["all"]
     assert total["Scored"] + total["Unscored"] == 18  # one Grad-CAM row per demo image
     assert total.iloc[:4].sum() == total["Scored"]
     bias = _frame(at, "in_box_prior")
@@ -90,7 +90,7 @@ def test_quadrants_bias_and_confusion_of_the_evaluated_split(reviewed):
 def test_a_gallery_image_opens_in_explore(reviewed):
     at = reviewed
     # pick the non-empty quadrant with the most rows
-    counts = _frame(at, "Correct class, map off the defect").set_index("class").loc["all"]
+    counts = _frame(at, "Correct class, map off the defect").set_index("Class").loc["all"]
     names = {
         "Correct class, map off the defect": "correct-miss",
         "Correct class, map on the defect": "correct-hit",

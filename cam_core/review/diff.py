@@ -253,11 +253,18 @@ def evaluate_like(
     ready for :func:`diff_results`; and a note ("" or why B's layer differs).
 
     B uses A's layers when it has them, else its own default layer (said in the note). Nothing
-    is stored (``out`` None).
+    is stored (``out`` None); the sanity and faithfulness extras are not run for B (the diff
+    compares accuracy and the localization figures).
     """
     done = {r["stem"] for r in result.rows}
     mine = [s for s in samples if s.stem in done]
-    cfg = replace(result.config, checkpoint=checkpoint or explainer.card.name, out=None, limit=None)
+    cfg = replace(
+        result.config,
+        checkpoint=checkpoint or explainer.card.name,
+        out=None,
+        limit=None,
+        **{k: False for k in ("sanity", "faithfulness") if hasattr(result.config, k)},
+    )
     note = ""
     try:
         resolve_layers(explainer, cfg.layers)
