@@ -7,10 +7,12 @@ import streamlit as st
 
 from cam_core import render, slides
 from cam_core.catalogue import BOX_THRESHOLDS, recommended_threshold
+from cam_core.evaluation.faith import curves_figure, faith_curves
 from cam_core.explain import CamResult
 from cam_core.figures import heatmap_figure, image_figure, probability_figure
 from cam_core.methods import get_method
 from cam_core.metrics import map_figures
+from cam_core.metrics.faithfulness import FILLS, FaithfulnessError
 from cam_core.vocabulary import method_name
 from pages import _picker, _state
 
@@ -259,6 +261,7 @@ class _Drawer:
         st.caption(f"{label} · {result.class_name} — {figures}")
         if note := render.probability_note(p):
             st.caption(f":orange[:material/warning: {note}: the model hardly sees this class]")
+        _faith_expander(result)
         name = f"{item.sample.stem}_{result.class_name}_{result.method}_{result.layer}"
         tile = self.tile(maps, method, ci)
         d1, d2 = st.columns(2)
@@ -282,6 +285,44 @@ class _Drawer:
             icon=":material/download:",
             key=f"npy_{name}",
         )
+
+
+def _faith_expander(result: CamResult) -> None:
+    """On demand: does the model's score follow this map? Deletion / insertion curves, map order
+    against a random order (cam_core.evaluation.faith)."""
+    with st.expander("Deletion / insertion curves"):
+        st.caption(
+            "Pixels removed from (deletion) or put back into (insertion) the image, most "
+            "relevant first, in 20 steps. A faithful map drops the probability faster than a "
+            "random order (lower deletion AUC) and brings it back faster (higher insertion AUC)."
+        )
+        key = (
+            f"faith_{state.model_id}_{item.key}_{result.method}_{result.layer}_{result.class_index}"
+        )
+        fill = st.radio(
+            "Removed pixels become",
+            FILLS,
+            horizontal=True,
+            key=f"{key}_fill",
+            format_func=lambda f: {"blur": "a blurred copy", "mean": "the mean value"}[f],
+        )
+        store = f"{key}_{fill}_{state.flips}"
+        slot = st.empty()
+        if store not in st.session_state and slot.button("Compute the curves", key=f"{key}_go"):
+            slot.empty()
+            try:
+                st.session_state[store] = faith_curves(
+                    explainer, item.image, result.cam, result.class_index, fill=fill
+                )
+            except FaithfulnessError as exc:
+                st.session_state[store] = str(exc)
+        curves = st.session_state.get(store)
+        if isinstance(curves, str):
+            st.warning(f"Not computed: {curves}")
+        elif curves is not None:
+            st.plotly_chart(
+                curves_figure(curves), config={"displayModeBar": False}, key=f"{store}_chart"
+            )
 
 
 def _png(make: Callable[[], object]) -> Callable[[], bytes]:

@@ -240,3 +240,27 @@ def test_every_faithfulness_column_has_a_name_and_a_direction():
     assert "lower is better" in V.metric_tooltip("deletion_auc")
     assert "higher is better" in V.metric_tooltip("road")
     assert not set(FM.FAITH_COLUMNS) & set(V.MAP_METRICS)  # not averaged as localization
+
+
+# ------------------------------------------------------------------------------- Explore
+def test_explore_draws_the_curves_of_a_shown_map_on_demand(monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "models" / "demo-synthetic" / "model.pt").is_file():
+        pytest.skip("bundled demo model missing (models/demo-synthetic); train it first")
+    monkeypatch.setattr("cam_core.data.find_neu_det", lambda: None)
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=90)
+    at.session_state["model_choice"] = "demo-synthetic"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    charts = len(at.get("plotly_chart"))
+    buttons = [b for b in at.button if b.label == "Compute the curves"]
+    assert len(buttons) == 2  # one per shown map (Grad-CAM, Grad-CAM++), nothing computed yet
+    buttons[0].click()
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.get("plotly_chart")) == charts + 1
+    assert len([b for b in at.button if b.label == "Compute the curves"]) == 1

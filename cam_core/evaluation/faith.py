@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 import torch
 
 from cam_core.cams.capture import class_probs, guarded
@@ -21,7 +22,15 @@ from cam_core.explain import Explainer
 from cam_core.metrics import faithfulness as FM
 from cam_core.models import preprocess
 
-__all__ = ["FaithItem", "apply_faith", "faith_curves", "faith_figures", "faith_table", "stem_seed"]
+__all__ = [
+    "FaithItem",
+    "apply_faith",
+    "curves_figure",
+    "faith_curves",
+    "faith_figures",
+    "faith_table",
+    "stem_seed",
+]
 
 MapKey = tuple[int, int, str, str]
 """(image index in the batch, class index, method, layer)."""
@@ -156,3 +165,48 @@ def faith_curves(
         return FM.deletion_insertion(
             _scorer(ex), x, [cam], [0], [cls], steps=steps, fill=fill, seeds=seed
         )
+
+
+def curves_figure(curves: FM.Curves, t: int = 0, *, title: str = "") -> go.Figure:
+    """Map ``t``'s deletion and insertion curves (solid) beside the random order's (dotted):
+    class probability against the fraction of pixels removed / inserted, AUCs in the legend.
+    """
+    x = curves.fractions.tolist()
+    fig = go.Figure()
+    for name, ys, auc, colour, dash in (
+        ("deletion, map order", curves.deletion, curves.deletion_auc, "#d62728", "solid"),
+        (
+            "deletion, random order",
+            curves.deletion_random,
+            curves.deletion_auc_random,
+            "#d62728",
+            "dot",
+        ),
+        ("insertion, map order", curves.insertion, curves.insertion_auc, "#1f77b4", "solid"),
+        (
+            "insertion, random order",
+            curves.insertion_random,
+            curves.insertion_auc_random,
+            "#1f77b4",
+            "dot",
+        ),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=ys[t].tolist(),
+                mode="lines+markers",
+                name=f"{name} (AUC {auc[t]:.3f})",
+                line={"color": colour, "dash": dash},
+                hovertemplate="%{x:.0%} of pixels: p = %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title or None,
+        height=320,
+        margin={"l": 4, "r": 4, "t": 36 if title else 8, "b": 4},
+        xaxis={"title": "fraction of pixels removed / inserted", "tickformat": ".0%"},
+        yaxis={"title": "class probability", "range": [0, 1.02]},
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return fig
