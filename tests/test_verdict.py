@@ -121,3 +121,41 @@ def test_faithfulness_gain_needs_all_four_columns():
     assert V.faithfulness_gain(rows).isna().all()
     rows = rows.assign(insertion_auc_random=[0.5], deletion_auc_random=[0.3])
     assert V.faithfulness_gain(rows).iloc[0] == pytest.approx(0.7 - 0.2)
+
+
+def test_a_run_with_faithfulness_and_sanity_gets_every_component(voc, checkpoint, tmp_path):
+    """End to end on a tiny untrained net: every component measured (pass, fail or unclear,
+    never "not measured"), the verdict follows the rule, and the run's files carry it all."""
+    import torch
+
+    from cam_core.evaluation import EvalConfig, evaluate
+    from cam_core.evaluation.report import write_outputs
+
+    torch.set_num_threads(1)
+    cfg = EvalConfig(
+        data=str(voc),
+        checkpoint=str(checkpoint),
+        split=None,
+        methods=("gradcam",),
+        limit=3,
+        faithfulness=True,
+        faith_steps=5,
+        sanity=True,
+        sanity_images=1,
+    )
+    result = evaluate(cfg)
+    paths = write_outputs(result, tmp_path / "out")
+    table = pd.read_csv(paths["verdicts.csv"])
+    assert set(table["class"]) >= {"all"} and (table["method"] == "gradcam").all()
+    for part in ("localization", "faithfulness", "sanity"):
+        assert not (table[part] == "not measured").any(), part
+    for rec in table.to_dict("records"):
+        parts = [rec["localization"], rec["faithfulness"], rec["sanity"]]
+        expect = "green" if set(parts) == {"pass"} else "red" if "fail" in parts else "amber"
+        assert rec["verdict"] == expect
+    stats = pd.read_csv(paths["stats.csv"])
+    assert {"road", "insertion_auc", V.FAITHFULNESS_FIGURE} <= set(stats["figure"])
+    summary = pd.read_csv(paths["summary.csv"])
+    assert {"energy_lo", "energy_hi", "energy_diff_lo", "road_lo"} <= set(summary.columns)
+    html = paths["report.html"].read_text()
+    assert "Verdict" in html and V.RULE[:40] in html and "Sanity checks" in html
