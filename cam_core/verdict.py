@@ -8,7 +8,7 @@ three components, each *pass*, *fail*, *unclear* or *not measured*:
    of that class (centre point, centred Gaussian, uniform map; the one with the highest mean),
    on the same images, with its 95 % bootstrap interval (images resampled, seed 0,
    :mod:`cam_core.metrics.stats`). Pass: the interval lies above 0; fail: below 0; unclear:
-   it contains 0.
+   it contains 0 — or the class has fewer than :data:`MIN_IMAGES` images.
 2. **Faithfulness** (does the model's score depend on what the map shows?): per (image, class)
    ``gain = (insertion AUC − deletion AUC) − (the same for a random-order map)``
    (:data:`FAITHFULNESS_FIGURE`); pass: the interval of its mean lies above 0 (the map orders
@@ -42,6 +42,7 @@ __all__ = [
     "FAITHFULNESS_COLUMNS",
     "FAITHFULNESS_FIGURE",
     "LOCALIZATION_FIGURE",
+    "MIN_IMAGES",
     "RULE",
     "VERDICT_COLUMNS",
     "confidence_table",
@@ -75,8 +76,9 @@ RULE = (
     "faithfulness: (insertion − deletion AUC) above the same for a random-order map (interval "
     "above 0); sanity: the map changes when the model's weights are randomised (mean |Spearman "
     "ρ| < 0.5 at full randomization). Red: any fails (an interval below 0, or the sanity check "
-    "failed). Amber: otherwise — an interval contains 0, or a check was not measured (a run "
-    "without faithfulness or sanity is at most amber)."
+    "failed). Amber: otherwise — an interval contains 0, the class has fewer than 5 images "
+    "(its intervals decide nothing), or a check was not measured (a run without faithfulness "
+    "or sanity is at most amber)."
 )
 """The verdict rule, shown next to every verdict table."""
 
@@ -102,6 +104,10 @@ VERDICT_COLUMNS: tuple[str, ...] = (
 )
 
 PASS, FAIL, UNCLEAR, NOT_MEASURED = "pass", "fail", "unclear", "not measured"
+
+MIN_IMAGES = 5
+"""Fewer images than this in a class: its intervals decide nothing (the component is
+"unclear"); a bootstrap of one image is a zero-width interval, not certainty."""
 
 
 def faithfulness_gain(rows: pd.DataFrame) -> pd.Series:
@@ -185,9 +191,11 @@ def summary_with_ci(result: EvalResult, ci: pd.DataFrame | None = None) -> pd.Da
     return out.reset_index()
 
 
-def _component(lo: float, hi: float) -> str:
+def _component(lo: float, hi: float, n: int) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return NOT_MEASURED
+    if n < MIN_IMAGES:  # a bootstrap of one or two images has no spread to speak of
+        return UNCLEAR
     if lo > 0.0:
         return PASS
     if hi < 0.0:
@@ -218,7 +226,7 @@ def verdicts(
         if LOCALIZATION_FIGURE in by_fig.index:
             r = by_fig.loc[LOCALIZATION_FIGURE]
             rec.update(
-                localization=_component(r["diff_lo"], r["diff_hi"]),
+                localization=_component(r["diff_lo"], r["diff_hi"], rec["n_images"]),
                 loc_diff=r["diff"],
                 loc_lo=r["diff_lo"],
                 loc_hi=r["diff_hi"],
@@ -230,7 +238,7 @@ def verdicts(
         if FAITHFULNESS_FIGURE in by_fig.index:
             r = by_fig.loc[FAITHFULNESS_FIGURE]
             rec.update(
-                faithfulness=_component(r["lo"], r["hi"]),
+                faithfulness=_component(r["lo"], r["hi"], rec["n_images"]),
                 faith_gain=r["value"],
                 faith_lo=r["lo"],
                 faith_hi=r["hi"],
@@ -251,6 +259,8 @@ def verdicts(
         else:
             rec["verdict"] = "amber"
         rec["why"] = "; ".join(f"{k} {v}" for k, v in parts.items() if v != PASS) or "all pass"
+        if rec["n_images"] < MIN_IMAGES:
+            rec["why"] += f" (only {rec['n_images']} images: intervals not trusted)"
         out.append(rec)
     return pd.DataFrame(out, columns=list(VERDICT_COLUMNS))
 

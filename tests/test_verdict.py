@@ -116,6 +116,14 @@ def test_components_not_run_give_at_most_amber():
     assert "not measured" in V.RULE and "amber" in V.RULE
 
 
+def test_too_few_images_decide_nothing():
+    rows = _rows({"good": (0.25, 0.15)})
+    few = rows[rows["stem"].isin(["img00", "img01"])]  # two images: zero-width-ish intervals
+    good = _one(V.verdicts(_ci(few), _sanity({"good": True}), "toy"), "good")
+    assert good["localization"] == "unclear" and good["faithfulness"] == "unclear"
+    assert good["verdict"] == "amber" and "only 2 images" in good["why"]
+
+
 def test_faithfulness_gain_needs_all_four_columns():
     rows = pd.DataFrame({"insertion_auc": [0.8], "deletion_auc": [0.1]})
     assert V.faithfulness_gain(rows).isna().all()
