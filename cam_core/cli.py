@@ -7,6 +7,7 @@ Handlers return the exit status (0 ok, 1 nothing scored, 2 bad input, 130 interr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -282,6 +283,10 @@ def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
             cfg.checkpoint, arch=args.arch, classes=_split_list(args.classes) or None
         )
         explainer = Explainer(loaded.model, loaded.card, batch_size=cfg.batch_size)
+        if "candidates" in cfg.layers:  # --layers candidates: the model's candidate layers
+            found = loaded.card.candidate_layers
+            layers = (x for lay in cfg.layers for x in (found if lay == "candidates" else (lay,)))
+            cfg = dataclasses.replace(cfg, layers=tuple(dict.fromkeys(layers)))
         thresholds = tuple(float(t) for t in _split_list(args.thresholds))
     except (ValueError, KeyError, CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
