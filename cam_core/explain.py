@@ -47,6 +47,7 @@ from cam_core.cams.reference import library_cam
 from cam_core.layers import LayerSet
 from cam_core.methods import METHODS, MethodSpec, get_method
 from cam_core.models import ModelCard, preprocess
+from cam_core.models.probe import LayerCandidate, probe_layers
 
 __all__ = [
     "FLIPS",
@@ -125,6 +126,13 @@ class Explainer:
     def device(self) -> torch.device:
         """Where the model's parameters live (maps are computed there)."""
         return next(self.model.parameters()).device
+
+    def layer_candidates(self) -> list[LayerCandidate]:
+        """Target layers a shape probe finds in the model at the card's input size, the
+        default first (:func:`cam_core.models.probe.probe_layers`); holds the model's lock.
+        """
+        with self.lock:
+            return probe_layers(self.model, self.card.input_hw, self.card.in_chans)
 
     @property
     def default_layer(self) -> str:

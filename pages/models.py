@@ -7,8 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from cam_core import catalogue, figures
+from cam_core.archive import ArchiveError
 from cam_core.data import NEU_CLASSES
 from cam_core.models import ARCHS, CheckpointError, ModelCard
+from cam_core.models.hub import extract_hub_zip
+from cam_core.models.hub import name_in_message as hub_message
+from cam_core.models.timm_models import search_timm
 from cam_core.synth import synthetic_folder
 from cam_core.train import EpochEvent, StepEvent, TrainConfig, TrainEvent, train
 from pages import _sidebar, _state
@@ -25,7 +29,7 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
     badges = [
         f":blue-badge[{card.arch}]",
         f":gray-badge[{'multi-label' if card.multilabel else 'single-label'}]",
-        f":gray-badge[{card.input_size}×{card.input_size} px input]",
+        f":gray-badge[{card.input_hw[0]}×{card.input_hw[1]} px input]",
     ]
     if synthetic:
         badges.append(":orange-badge[synthetic demo: trained on generated images]")
@@ -47,10 +51,12 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
     c3.metric("Val macro-F1", f"{val['macro_f1']:.3f}" if "macro_f1" in val else "–")
     c4.metric("Default CAM layer", card.default_layer)
     st.markdown("**Classes (output order):** " + ", ".join(f"`{c}`" for c in card.classes))
+    feed = "gray → 3 channels" if card.in_chans == 3 else "gray, 1 channel"
     st.markdown(
-        f"**Preprocessing:** gray → 3 channels, resize to {card.input_size} px, "
+        f"**Preprocessing:** {feed}, resize to {card.input_hw[0]}×{card.input_hw[1]} px, "
         f"mean {card.mean}, std {card.std}"
     )
+    _layers_view(ref)
     command = card.training.get("command") if isinstance(card.training, dict) else None
     if command:
         st.markdown("**Training command**")
@@ -74,6 +80,25 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
         _recommendation_view(card)
     with st.expander("Training settings and raw card"):
         st.json(json.loads(card.to_json()), expanded=False)
+
+
+def _layers_view(ref: catalogue.ModelRef) -> None:
+    """The CAM layers a shape probe finds in the model (computed once per model)."""
+    found = st.session_state.setdefault("layers_found", {})
+    if ref.model_id not in found:
+        try:
+            found[ref.model_id] = [
+                c.describe() for c in _state.load_explainer(ref).layer_candidates()
+            ]
+        except (ValueError, RuntimeError) as exc:
+            found[ref.model_id] = [f"(no layer found: {exc})"]
+    with st.expander(f"Layers found ({len(found[ref.model_id])}): the first is the default"):
+        st.markdown(
+            "\n".join(
+                f"- `{line.split(' — ')[0]}` — {line.partition(' — ')[2]}"
+                for line in found[ref.model_id]
+            )
+        )
 
 
 def _recommendation_view(card: ModelCard) -> None:
@@ -109,6 +134,9 @@ def _load_upload(
     """Pair the dropped files into a checkpoint and its card, load it and select it. Returns
     what to say, as (kind, text) with kind "success", "info" or "error"; every problem names
     its file."""
+    zips = [f for f in files if f.name.lower().endswith(".zip")]
+    if len(zips) == 1 and len(files) == 1:
+        return _load_hub_zip(zips[0].name, zips[0].getvalue())
     pair = catalogue.pair_checkpoint_files([(f.name, f.getvalue()) for f in files])
     said = [("error", m) for m in pair.errors]
     notes = [("info", n) for n in pair.notes]
@@ -139,16 +167,46 @@ def _load_upload(
     return [("success", loaded), *notes]
 
 
+def _load_hub_zip(name: str, data: bytes) -> list[tuple[str, str]]:
+    """A zipped hub folder (config.json beside model.safetensors / pytorch_model.bin):
+    extracted safely, loaded offline, selected."""
+    base = catalogue.UPLOAD_DIR / "hub"
+    try:
+        folder = extract_hub_zip(name, data, base)
+        ref = catalogue.ModelRef(f"{folder.name} (uploaded)", str(folder), uploaded_as=name)
+        card = _state.load_explainer(ref).card
+    except (ArchiveError, CheckpointError, ValueError, KeyError, OSError) as exc:
+        text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
+        return [("error", hub_message(text, base))]
+    _register(ref)
+    arch = card.arch.split("?")[0]
+    return [("success", f"{name} loaded as **{ref.label}** ({arch}); now selected in the sidebar.")]
+
+
 _ICONS = {"error": ":material/block:", "info": ":material/info:", "success": None}
 
 st.subheader("Use your own checkpoint")
 # What the last load attempt said: shown by the run after it, which draws an empty box.
 for kind, text in st.session_state.pop("ckpt_messages", ()):
     getattr(st, kind)(text, icon=_ICONS[kind])
+query = st.text_input(
+    "Find a timm architecture",
+    placeholder="e.g. vit small, convnext, efficientnet_b0",
+    help="Any of timm's architectures, built offline without pretrained weights and filled "
+    "from your checkpoint. A zipped hub folder (config.json + model.safetensors) needs none.",
+)
+timm_found = [f"timm/{n}" for n in search_timm(query)] if query.strip() else []
+if query.strip():
+    st.caption(
+        f"{len(timm_found)} timm architectures match (first 50), listed first in the form below"
+        if timm_found
+        else f"No timm architecture matches {query!r}."
+    )
 with st.form("upload_model"):
     files = st.file_uploader(
         "Checkpoint and its model card: drop `model.pt` and `model.json` together "
-        "(weights: .pt, .pth, .safetensors, .bin)",
+        "(weights: .pt, .pth, .safetensors, .bin), or one zipped hub folder (.zip with "
+        "config.json beside model.safetensors or pytorch_model.bin)",
         type=None,  # every file is let in and named for what it is, not refused on hover
         accept_multiple_files=True,
         key=_box_key(),
@@ -160,7 +218,7 @@ with st.form("upload_model"):
     c1, c2 = st.columns(2)
     arch = c1.selectbox(
         "Architecture",
-        ["(guess from the weights)", *ARCHS],
+        ["(guess from the weights)", *timm_found, *ARCHS],
         help="Ignored when a model card is given.",
     )
     multilabel = c1.checkbox("Multi-label (sigmoid outputs)")

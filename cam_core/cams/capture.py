@@ -160,9 +160,16 @@ def gradients(cap: Capture, img_idx: torch.Tensor, cls_idx: torch.Tensor) -> lis
     grad_out = torch.zeros(rounds, batch, n_classes, device=cap.logits.device)
     grad_out[rank, img_idx, cls_idx] = 1.0
     try:
-        grads = torch.autograd.grad(
-            cap.logits, cap.acts, grad_outputs=grad_out, is_grads_batched=True
-        )
+        if rounds == 1:  # one target per image: a plain backward
+            grads = tuple(g[None] for g in torch.autograd.grad(cap.logits, cap.acts, grad_out[0]))
+        else:  # the graph is kept: a failed vmap may have freed part of it otherwise
+            grads = torch.autograd.grad(
+                cap.logits,
+                cap.acts,
+                grad_outputs=grad_out,
+                is_grads_batched=True,
+                retain_graph=True,
+            )
     except RuntimeError:  # an op without a vmap rule: one backward per round instead
         per_round = [
             torch.autograd.grad(cap.logits, cap.acts, grad_outputs=g, retain_graph=True)

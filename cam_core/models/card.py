@@ -340,5 +340,8 @@ class ModelCard:
 
 
 def card_path_for(checkpoint_path: str | os.PathLike[str]) -> Path:
-    """Where the card of ``checkpoint_path`` lives: same folder and stem, ``.json`` suffix."""
-    return Path(checkpoint_path).with_suffix(".json")
+    """Where the card of ``checkpoint_path`` lives: same folder and stem, ``.json`` suffix
+    (``model.json`` inside a hub-layout folder given as the path).
+    """
+    path = Path(checkpoint_path)
+    return path / "model.json" if path.is_dir() else path.with_suffix(".json")

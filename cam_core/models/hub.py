@@ -10,11 +10,15 @@ with ``pretrained=False`` and filled from the folder's own weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+from cam_core.archive import UploadLimits, extract_zip
 from cam_core.models.card import ModelCard
 from cam_core.models.registry import ARCHS
 
@@ -114,13 +118,14 @@ def hub_card(folder: str | os.PathLike[str]) -> ModelCard:
     args = data.get("model_args") or {}
     if not isinstance(args, dict):
         raise HubError(f"{path}: model_args must be a JSON object, got {args!r}")
-    arch = _arch(data.get("architecture"), args, path)
     cfg = data.get("pretrained_cfg") or {}
     if not isinstance(cfg, dict):
         raise HubError(f"{path}: pretrained_cfg must be a JSON object")
     n = data.get("num_classes", cfg.get("num_classes"))
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise HubError(f"{path}: num_classes must be a whole number >= 1, got {n!r}")
+    args = {k: v for k, v in args.items() if k != "num_classes"}  # timm records it there too
+    arch = _arch(data.get("architecture"), args, path)
     classes = _labels(data, n, path)
     try:
         from cam_core.models.registry import get_arch
@@ -148,3 +153,44 @@ def hub_card(folder: str | os.PathLike[str]) -> ModelCard:
         )
     except ValueError as exc:
         raise HubError(f"{path}: {exc}") from None
+
+
+HUB_LIMITS = UploadLimits(
+    max_files=200, max_total_bytes=4 << 30, max_file_bytes=2 << 30, max_ratio=200.0
+)
+"""What one zipped hub folder may hold: weights up to 2 GB, a few hundred files."""
+
+
+def extract_hub_zip(
+    name: str, data: bytes, base: str | os.PathLike[str], *, limits: UploadLimits = HUB_LIMITS
+) -> Path:
+    """The hub folder inside the zip ``data`` (uploaded as ``name``), extracted safely under
+    ``base/<content hash>/`` (:func:`cam_core.archive.extract_zip`: no path traversal, links,
+    bombs or oversized entries). The folder is the zip's top level or its one sub-folder with
+    ``config.json``. ArchiveError / HubError naming ``name`` otherwise.
+    """
+    dest = Path(base) / hashlib.sha256(data).hexdigest()[:16]
+    if not dest.is_dir():
+        tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        extract_zip(data, tmp, limits=limits, name=name)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another session extracted the same upload meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    found = sorted(p.parent for p in dest.rglob(CONFIG) if len(p.relative_to(dest).parts) <= 2)
+    if len(found) != 1:
+        held = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())[:10]
+        what = "no" if not found else f"{len(found)}"
+        raise HubError(
+            f"{name}: {what} {CONFIG} at the top of the zip or in one folder (the hub layout: "
+            f"{CONFIG} beside {' or '.join(WEIGHTS)}); it holds {held}"
+        )
+    return found[0]
+
+
+def name_in_message(message: str, base: str | os.PathLike[str]) -> str:
+    """``message`` with :func:`extract_hub_zip`'s storage folder removed from paths, so it
+    names ``my-model/config.json`` as the user zipped it.
+    """
+    return re.sub(re.escape(str(Path(base))) + r"/[0-9a-f]{16}(\.part-\d+)?/", "", message)

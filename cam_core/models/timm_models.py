@@ -166,9 +166,10 @@ def _spec(full: str) -> ArchSpec:
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     if family == "timm":
         from timm.data import resolve_model_data_config
+        from timm.models._hub import get_model_input_config
 
-        data = resolve_model_data_config(model)
-        chans, h, w = data["input_size"]
+        data = resolve_model_data_config(model)  # mean/std; the size as built (img_size=…)
+        chans, h, w = get_model_input_config(model)["input_size"]
         mean, std = tuple(data["mean"]), tuple(data["std"])
     else:
         size = int(getattr(model, "image_size", 224))
