@@ -14,7 +14,9 @@ three components, each *pass*, *fail*, *unclear* or *not measured*:
    (:data:`FAITHFULNESS_FIGURE`); pass: the interval of its mean lies above 0 (the map orders
    pixels better than chance), fail: below 0, unclear: contains 0.
 3. **Sanity** (Adebayo et al.): the method's cascading model-randomization check at that layer
-   (:mod:`cam_core.sanity`; per method and layer, the same for every class): pass / fail.
+   (:mod:`cam_core.sanity`; per method and layer, the same for every class): its ``passed``
+   flag, unclear when fewer than :data:`MIN_IMAGES` images were checked or its interval
+   straddles the threshold.
 
 **Rule** (:data:`RULE`): *green* when all three pass; *red* when any fails (a map worse than a
 model-free map on the boxes, worse than a random order, or one that survives the destruction of
@@ -75,10 +77,10 @@ RULE = (
     "baseline of the class (paired 95 % bootstrap interval of the difference above 0); "
     "faithfulness: (insertion − deletion AUC) above the same for a random-order map (interval "
     "above 0); sanity: the map changes when the model's weights are randomised (mean |Spearman "
-    "ρ| < 0.5 at full randomization). Red: any fails (an interval below 0, or the sanity check "
-    "failed). Amber: otherwise — an interval contains 0, the class has fewer than 5 images "
-    "(its intervals decide nothing), or a check was not measured (a run without faithfulness "
-    "or sanity is at most amber)."
+    "ρ| < 0.5 at full randomization, its interval below 0.5). Red: any fails (an interval on "
+    "the wrong side). Amber: otherwise — an interval contains 0 (0.5 for sanity), fewer than "
+    "5 images were measured (their intervals decide nothing), or a check was not run (a run "
+    "without faithfulness or sanity is at most amber)."
 )
 """The verdict rule, shown next to every verdict table."""
 
@@ -203,6 +205,19 @@ def _component(lo: float, hi: float, n: int) -> str:
     return UNCLEAR
 
 
+def _sanity_component(last: pd.Series) -> str:
+    """The randomization check at full depth: its ``passed`` flag, unless fewer than
+    :data:`MIN_IMAGES` images were checked or its interval straddles the threshold (unclear).
+    """
+    n = last.get("n")
+    if n is not None and math.isfinite(float(n)) and int(n) < MIN_IMAGES:
+        return UNCLEAR
+    lo, hi, th = (float(last.get(k, math.nan)) for k in ("ci_low", "ci_high", "threshold"))
+    if all(math.isfinite(v) for v in (lo, hi, th)) and lo < th <= hi:
+        return UNCLEAR
+    return PASS if bool(last["passed"]) else FAIL
+
+
 def verdicts(
     ci: pd.DataFrame, sanity: pd.DataFrame | None, model: str, *, baselines: Sequence[str] = ()
 ) -> pd.DataFrame:
@@ -212,12 +227,12 @@ def verdicts(
     """
     base = set(baselines) or set(BASELINES)
     pooled = ci[(ci["size"] == S.ALL_SIZES) & ~ci["method"].isin(base)]
-    passed: dict[tuple[str, str], tuple[bool, float]] = {}
+    passed: dict[tuple[str, str], tuple[str, float]] = {}
     if sanity is not None and len(sanity):
         full = sanity[sanity["check"] == "randomization"]
         for (m, lay), g in full.groupby(["method", "layer"], sort=False):
             last = g.sort_values("depth").iloc[-1]
-            passed[(m, lay)] = (bool(last["passed"]), float(last["abs_spearman"]))
+            passed[(m, lay)] = (_sanity_component(last), float(last["abs_spearman"]))
     out: list[dict[str, Any]] = []
     for (m, lay, cls), g in pooled.groupby(["method", "layer", "class"], sort=False):
         by_fig = g.set_index("figure")
@@ -247,8 +262,8 @@ def verdicts(
             rec.update(faithfulness=NOT_MEASURED, faith_gain=math.nan)
             rec.update(faith_lo=math.nan, faith_hi=math.nan)
         if (m, lay) in passed:
-            ok, rho = passed[(m, lay)]
-            rec.update(sanity=PASS if ok else FAIL, sanity_rho=rho)
+            verdict_part, rho = passed[(m, lay)]
+            rec.update(sanity=verdict_part, sanity_rho=rho)
         else:
             rec.update(sanity=NOT_MEASURED, sanity_rho=math.nan)
         parts = {k: rec[k] for k in ("localization", "faithfulness", "sanity")}

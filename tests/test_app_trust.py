@@ -67,3 +67,18 @@ def test_bars_carry_intervals_and_the_verdict_states_its_rule(evaluate_page):
     # the box-size split names its bins
     sizes = next(d.value for d in at.dataframe if "all" in getattr(d.value, "columns", []))
     assert {"method", "class"} <= set(sizes.columns)
+
+
+def test_faithfulness_and_sanity_boxes_fill_their_tabs(evaluate_page):
+    at = evaluate_page
+    methods = next(m for m in at.multiselect if m.label == "Methods")
+    methods.set_value(["gradcam"])
+    at = _run(at, 1, **{"Faithfulness": True, "Sanity checks": True})
+    titles = [s["layout"]["title"]["text"] for s in _specs(at)]
+    assert any("Faithfulness gain over a random order" in t for t in titles)  # CI bars
+    assert len(titles) >= 3  # localization bars, faithfulness bars, the sanity chart
+    table = next(d.value for d in at.dataframe if "verdict" in getattr(d.value, "columns", []))
+    assert (table["faithfulness"] != "not measured").all()
+    assert (table["sanity"] != "not measured").all()
+    assert (table["verdict"] == "amber").all()  # one image decides nothing
+    assert all("only 1 images" in w for w in table["why"])

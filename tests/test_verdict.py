@@ -113,7 +113,7 @@ def test_components_not_run_give_at_most_amber():
     assert good["localization"] == "pass"
     assert good["faithfulness"] == "not measured" and good["sanity"] == "not measured"
     assert good["verdict"] == "amber"
-    assert "not measured" in V.RULE and "amber" in V.RULE
+    assert "not run" in V.RULE and "at most amber" in V.RULE
 
 
 def test_too_few_images_decide_nothing():
@@ -122,6 +122,17 @@ def test_too_few_images_decide_nothing():
     good = _one(V.verdicts(_ci(few), _sanity({"good": True}), "toy"), "good")
     assert good["localization"] == "unclear" and good["faithfulness"] == "unclear"
     assert good["verdict"] == "amber" and "only 2 images" in good["why"]
+
+
+def test_sanity_on_few_images_or_across_the_line_is_unclear():
+    rows = _rows({"good": (0.25, 0.15)})
+    ci = _ci(rows)
+    few = _sanity({"good": True}).assign(n=3)
+    assert _one(V.verdicts(ci, few, "toy"), "good")["sanity"] == "unclear"
+    straddle = _sanity({"good": True}).assign(n=8, ci_low=0.3, ci_high=0.6, threshold=0.5)
+    assert _one(V.verdicts(ci, straddle, "toy"), "good")["verdict"] == "amber"
+    settled = straddle.assign(ci_high=0.45)
+    assert _one(V.verdicts(ci, settled, "toy"), "good")["verdict"] == "green"
 
 
 def test_faithfulness_gain_needs_all_four_columns():
