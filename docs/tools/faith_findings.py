@@ -103,14 +103,26 @@ def sanity_table(sanity: pd.DataFrame) -> str:
 
 
 def main(folders: list[str]) -> None:
-    """Print every table of each run folder."""
-    for folder in map(Path, folders):
+    """Print every table of each run folder; ``FOLDER:SANITY_CSV`` takes the sanity frame from
+    that CSV (a :func:`cam_core.sanity.sanity_frame` of the same images, e.g. a
+    docs/tools/sanity_run.py result) and recomputes the verdicts with it.
+    """
+    from cam_core.verdict import verdicts
+
+    for arg in folders:
+        folder, _, sanity_csv = arg.partition(":")
+        folder = Path(folder)
         print(f"\n### {folder.name}\n")
         stats = pd.read_csv(folder / "stats.csv")
         print(faith_table(stats) + "\n")
-        if (folder / "sanity.csv").is_file():
-            print(sanity_table(pd.read_csv(folder / "sanity.csv")) + "\n")
-        print(verdict_table(pd.read_csv(folder / "verdicts.csv")) + "\n")
+        sanity_file = Path(sanity_csv) if sanity_csv else folder / "sanity.csv"
+        sanity = pd.read_csv(sanity_file) if sanity_file.is_file() else None
+        if sanity is not None:
+            layers = set(stats["layer"])
+            sanity = sanity[sanity["layer"].isin(layers)]
+            print(sanity_table(sanity) + "\n")
+        model = pd.read_csv(folder / "verdicts.csv")["model"].iloc[0]
+        print(verdict_table(verdicts(stats, sanity, model)) + "\n")
 
 
 if __name__ == "__main__":
