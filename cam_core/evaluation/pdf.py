@@ -112,12 +112,19 @@ def _table(
     grey_rows: Sequence[int] = (),
     bold_rows: Sequence[int] = (),
     fills: Sequence[tuple[int, int, str]] = (),
+    widths: Sequence[float] | None = None,
 ) -> Table:
     """A bordered table: ``header`` wrapped, cells formatted by :func:`_fmt`; ``fills`` are
     (row, column, colour) of body cells.
     """
-    data = [[_p(h, _CELL) for h in header]]
-    data += [[_fmt(v) for v in row] for row in rows]
+    data: list[list[Any]] = [[_p(h, _CELL) for h in header]]
+    for row in rows:  # with column widths, text wraps inside its cell
+        cells = [_fmt(v) for v in row]
+        if widths is not None:
+            cells = [
+                _p(c, _CELL) if isinstance(v, str) else c for c, v in zip(cells, row, strict=True)
+            ]
+        data.append(cells)
     style = [
         ("FONT", (0, 1), (-1, -1), "Helvetica", 7.5),
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#bbbbbb")),
@@ -132,7 +139,7 @@ def _table(
         style.append(("FONT", (0, r + 1), (-1, r + 1), "Helvetica-Bold", 7.5))
     for r, c, colour in fills:
         style.append(("BACKGROUND", (c, r + 1), (c, r + 1), colors.HexColor(colour)))
-    table = Table(data, repeatRows=1, hAlign="LEFT")
+    table = Table(data, repeatRows=1, hAlign="LEFT", colWidths=widths)
     table.setStyle(TableStyle(style))
     return table
 
@@ -201,6 +208,7 @@ def _bars(summary: pd.DataFrame, metric: str) -> Drawing | None:
     legend = Legend()
     legend.x, legend.y = width - 5.5 * cm, height
     legend.fontSize, legend.dx, legend.dy = 7, 7, 7
+    legend.columnMaximum, legend.alignment = 10, "right"  # one column, swatch then name
     legend.colorNamePairs = [
         (colors.HexColor(palette[c]), _latin(_column_name(c))) for c in table.columns
     ]
@@ -322,9 +330,16 @@ def _verdicts(table: pd.DataFrame) -> list[Any]:
     header.append("why")
     return [
         _p("Verdicts", _STYLES["Heading2"]),
-        _table(header, body[:MAX_ROWS], fills=fills[:MAX_ROWS]),
+        _table(header, body[:MAX_ROWS], fills=fills[:MAX_ROWS], widths=_verdict_widths(header)),
         *_more(len(body)),
     ]
+
+
+def _verdict_widths(header: Sequence[str]) -> list[float]:
+    """Column widths (points) of the verdict table: the last column ("why") takes the rest."""
+    fixed = {"method": 2.3, "layer": 1.6, "class": 2.4, "verdict": 1.5}
+    widths = [fixed.get(h, 2.0 if "CI" not in h else 3.8) * cm for h in header[:-1]]
+    return [*widths, max(_PAGE[0] - 3 * cm - sum(widths), 3 * cm)]
 
 
 def _diff(diff: ReleaseDiff) -> list[Any]:
