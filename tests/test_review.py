@@ -372,3 +372,30 @@ def test_cli_diff_writes_csv_and_html_for_two_checkpoints(voc, checkpoint, tmp_p
     assert main([*args[:4], str(tmp_path / "missing.pt"), *args[5:]]) == 2
     assert "error:" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o")
+
+
+def test_the_bias_grids_are_stored_with_the_rows_and_a_resumed_run_keeps_them(
+    voc, checkpoint, tmp_path
+):
+    from cam_core.evaluation import evaluate
+
+    cfg = EvalConfig(
+        data=str(voc),
+        checkpoint=str(checkpoint),
+        split=None,
+        limit=6,
+        batch_size=3,
+        out=str(tmp_path),
+    )
+    first = evaluate(cfg, should_stop=iter([False, True]).__next__)  # one batch of 3, stopped
+    assert not first.complete
+    full = evaluate(cfg)  # resumes: the first 3 images' grids come from rows.jsonl
+    fresh = evaluate(EvalConfig(**{**cfg.__dict__, "out": None}))
+    for cls in (full.rows[0]["class"], "all"):
+        key = ("gradcam", full.layers[0], cls)
+        got, want = full.accumulators[key].position, fresh.accumulators[key].position
+        assert got.n == want.n > 0 and got.missing == 0
+        np.testing.assert_allclose(got.map_sum, want.map_sum)
+        np.testing.assert_allclose(got.box_sum, want.box_sum)
+    baseline = full.accumulators[("baseline:centre", "-", "all")].position
+    assert baseline.n == 0  # baselines carry no grid
