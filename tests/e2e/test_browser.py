@@ -77,13 +77,13 @@ def _set_methods(page, wanted: tuple[str, ...], *, wait: bool = True) -> None:
 def test_a_fresh_servers_first_request_to_a_page_address_gets_the_app(browser_page, server):
     """Runs first in this module: a fresh server's first request opens ``/evaluate`` directly
     (a bookmark). Streamlit's legacy pages/ route would run the page without app.py (no menu,
-    no sidebar); the page must come with the app's four-page menu and its sidebar."""
+    no sidebar); the page must come with the app's menu and its sidebar."""
     page = browser_page
     page.goto(f"{server}/evaluate")
     page.get_by_role("heading", name="Evaluate").wait_for()
     settled(page)
     nav = [t.split()[-1] for t in page.locator("[data-testid=stSidebarNav] a").all_inner_texts()]
-    assert nav == ["Explore", "Compare", "Evaluate", "Models"], nav
+    assert nav == ["Explore", "Compare", "Evaluate", "Review", "Models", "Present"], nav
     assert page.locator("[data-testid=stSidebar]").get_by_text("Dataset folder").count() == 1
 
 
@@ -336,3 +336,152 @@ def test_hostile_checkpoints_are_named_and_refused_then_a_good_one_loads(
     settled(page)
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
     _shot(page, "models_after_hostile_checkpoints")
+
+
+def _upload_zip(tmp_path: Path, n_per_class: int = 2) -> tuple[Path, int]:
+    """A zip of 12 images with their VOC XML in one folder: NEU-DET test-split images (two per
+    class) when NEU-DET is here, else synthetic ones (cam_core.synth)."""
+    import zipfile
+
+    root = neu_det()
+    pairs: list[tuple[Path, Path]] = []
+    if root is not None:
+        from cam_core.data import load_dataset
+
+        per: dict[str, int] = {}
+        for sample in load_dataset(root, split="test").samples:
+            xml = root / "ANNOTATIONS" / f"{sample.stem}.xml"
+            if xml.is_file() and per.get(sample.label, 0) < n_per_class:
+                per[sample.label] = per.get(sample.label, 0) + 1
+                pairs.append((sample.path, xml))
+    else:
+        from cam_core.synth import write_voc_folder
+
+        folder = write_voc_folder(tmp_path / "synth", n_per_class, seed=3, size=200)
+        pairs = [
+            (img, folder / "ANNOTATIONS" / f"{img.stem}.xml")
+            for img in sorted((folder / "IMAGES").iterdir())
+        ]
+    out = tmp_path / "line-7-batch.zip"
+    with zipfile.ZipFile(out, "w") as zf:
+        for image, xml in pairs:
+            zf.write(image, f"line-7-batch/{image.name}")
+            zf.write(xml, f"line-7-batch/{xml.name}")
+    return out, len(pairs)
+
+
+def _read_pdf():
+    """tests/test_pdf.py's minimal PDF reader (no PDF library is installed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_pdf_reader", ROOT / "tests" / "test_pdf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read_pdf
+
+
+def _images_loaded(page) -> None:
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_upload_a_zip_evaluate_review_explore_pdf_and_present(browser_page, server, tmp_path):
+    """Issue 18's walk: a zip of 12 images with XML dropped in the sidebar → evaluated whole →
+    Review's "correct class, map off the defect" gallery → one of its images opened on Explore →
+    the PDF report downloaded and read → a hostile zip named, the session still working → demo
+    mode at 1280 x 720."""
+    archive, n = _upload_zip(tmp_path)
+    assert n == 12, n
+    page = browser_page
+    page.set_viewport_size({"width": 1440, "height": 1300})
+    # on Evaluate (Explore's landing would draw NEU-DET maps meanwhile: minutes on 2 busy cores)
+    page.goto(f"{server}/evaluate")
+    page.get_by_role("heading", name="Evaluate").wait_for(timeout=240_000)  # a cold server
+    settled(page, timeout_ms=240_000)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(archive))
+    sidebar.get_by_text(f"uploaded line-7-batch.zip · {n} images", exact=False).wait_for()
+    settled(page, timeout_ms=240_000)
+    assert not _errors(page)
+    data_line = page.locator("[data-testid=stMarkdownContainer]", has_text="Data:").first
+    data_line = data_line.inner_text()
+    assert "cam-core-uploads" in data_line and f"{n} images" in data_line, data_line
+    limit = page.get_by_label("Images (0 = all)")
+    limit.fill("0")
+    limit.press("Enter")
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_text(f"Done — {n} images", exact=False).first.wait_for(timeout=400_000)
+    settled(page)
+    _shot(page, "evaluate_uploaded_zip")
+    assert not _errors(page)
+
+    # Review: the "correct class, map off the defect" gallery, then one image on Explore
+    page.locator("[data-testid=stSidebarNav] a", has_text="Review").click()
+    page.get_by_role("heading", name="Review").wait_for()
+    settled(page, timeout_ms=240_000)
+    gallery = page.get_by_text("· Correct class, map off the defect ·", exact=False).first
+    gallery.wait_for()
+    rows = int(gallery.inner_text().split(" rows")[0].split()[-1])
+    if rows == 0:  # none off the defect here: any quadrant with images is opened instead
+        box = page.locator("[data-testid=stSelectbox]", has_text="Gallery")
+        box.locator("input").click()
+        page.get_by_role("option", name="Correct class, map on the defect").click()
+        settled(page, timeout_ms=240_000)
+    _images_loaded(page)
+    _shot(page, "review_off_the_defect_gallery")
+    opener = page.get_by_role("button", name="Open in Explore").first
+    opener.scroll_into_view_if_needed()
+    opener.click()
+    page.get_by_role("heading", name="Explore").wait_for()
+    settled(page, timeout_ms=240_000)
+    page.get_by_text("GT panel:").first.wait_for()
+    assert page.get_by_text("Opened from", exact=False).count() >= 1
+    assert not _errors(page)
+    _shot(page, "explore_from_review")
+
+    # the PDF report of the run (results kept across the page switches)
+    page.locator("[data-testid=stSidebarNav] a", has_text="Evaluate").click()
+    page.get_by_role("heading", name="Results").wait_for()
+    settled(page)
+    with page.expect_download(timeout=240_000) as info:
+        page.get_by_role("button", name="PDF report").click()
+    pdf = SHOTS.parent / "report.pdf"
+    info.value.save_as(str(pdf))
+    pages, texts = _read_pdf()(pdf.read_bytes())
+    text = "\n".join(texts)
+    assert pages >= 2 and "CAM localization report" in texts[0], (pages, texts[0][:200])
+    from cam_core.vocabulary import metric_name
+
+    assert f"{metric_name('pointing')} per class" in text, text[:600]
+    assert "Right for the right reason" in text and "Positional bias" in text
+    assert f"{n} of {n}" in text
+
+    # a hostile zip: named in the sidebar; the upload before it stays in use
+    bad = tmp_path / "evil.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip")
+    sidebar.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(bad))
+    sidebar.get_by_text("evil.zip: not a readable zip archive", exact=False).wait_for()
+    settled(page)
+    assert sidebar.get_by_text("uploaded line-7-batch.zip", exact=False).count() == 1
+    assert page.get_by_role("heading", name="Results").count() == 1
+    assert not _errors(page)
+    _shot(page, "upload_refused")
+
+    # demo mode on a projector: 1280 x 720, the sidebar hidden, → steps
+    page.locator("[data-testid=stSidebarNav] a", has_text="Present").click()
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.locator(".present-head").wait_for()
+    settled(page, timeout_ms=240_000)
+    _images_loaded(page)
+    assert not sidebar.is_visible()
+    first = page.locator(".present-head").inner_text()
+    assert first.startswith("1 / "), first
+    _shot(page, "present", docs=True)
+    box = page.locator("[data-testid=stImage] img").last.bounding_box()
+    assert box["y"] + box["height"] <= 720, box  # the panels fit the projector
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "document.querySelector('.present-head')?.innerText.startsWith('2 / ')", timeout=240_000
+    )
+    settled(page, timeout_ms=240_000)
+    assert not _errors(page)
+    page.set_viewport_size({"width": 1440, "height": 1300})
