@@ -38,6 +38,8 @@ METHODS = ("Grad-CAM", "Grad-CAM++")
 RUNNING, IDLE = _server.RUNNING, _server.IDLE
 ERRORS = "[data-testid=stException], [data-testid=stAlertContentError]"
 MAIN_CAPTIONS = "[data-testid=stMain] [data-testid=stCaptionContainer]"
+UPLOADER = "[data-testid=stMain] [data-testid=stFileUploader] input[type=file]"
+"""Explore's image uploader (the sidebar has the dataset uploader too)."""
 NOTHING_TO_DRAW = "Pick at least one CAM method in the sidebar."
 
 
@@ -274,7 +276,7 @@ async def _open(browser, url: str, methods: tuple[str, ...], timeout_ms: float):
     await _idle(page, timeout_ms)
     await page.locator("[data-testid=stButtonGroup] button", has_text="Upload").click()
     # the uploader is drawn by the run the click starts: after it, the sidebar is settled
-    await page.locator("[data-testid=stFileUploader] input[type=file]").wait_for(state="attached")
+    await page.locator(UPLOADER).wait_for(state="attached")
     await _settled(page, timeout_ms)
     reset = await _set_methods(page, methods, timeout_ms)
     return context, page, reset
@@ -304,9 +306,7 @@ async def _upload(page, image: Path, xml: Path, methods: tuple[str, ...], timeou
     await _clear_uploads(page, timeout_ms)
     await _settled(page, timeout_ms)
     t0 = time.monotonic()
-    await page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
-        [str(image), str(xml)]
-    )
+    await page.locator(UPLOADER).set_input_files([str(image), str(xml)])
     # the drop zone empties itself once a batch is read (the session keeps the list), so the
     # upload is seen by its GT panel, not by a file chip
     gt = page.locator(MAIN_CAPTIONS, has_text=f"GT panel: {image.name} ·")

@@ -135,7 +135,7 @@ def test_newcomer_walk(browser_page, server, tmp_path):
 
     # three unseen images with their XML, dropped together
     page.locator("[data-testid=stButtonGroup] button", has_text="Upload").click()
-    uploader = page.locator("[data-testid=stFileUploader] input[type=file]")
+    uploader = page.locator("[data-testid=stMain] [data-testid=stFileUploader] input[type=file]")
     uploader.wait_for(state="attached")
     settled(page)
     _set_methods(page, METHODS)
