@@ -1,9 +1,10 @@
 """The distributed run's row store: ``out/config.json`` + one Parquet file per batch.
 
 ``out/rows/part-<key>.parquet`` holds every row of one batch; ``key`` hashes the run identity
-(:func:`cam_core.evaluation.store.run_identity`) and the batch's stems, so a retried batch (a
-worker killed mid-run, a rerun) writes the same file again instead of a second copy, and a
-worker skips a batch whose file is already there. Files are written to a temporary name and
+(:func:`cam_core.evaluation.store.run_identity`), the job's attempt and the batch's stems, so a
+retried batch (a worker killed mid-run) writes the same file again instead of a second copy, and
+a worker skips a batch whose file is already there; a rerun skips finished samples and computes
+the rest (failed ones included) under a new attempt. Files are written to a temporary name and
 moved into place, so a file is either whole or absent. Each row carries ``_run`` (the identity
 key) and ``_written`` (when); with ``stem``, ``class``, ``method`` and ``layer`` that is the
 row's key. A sample counts as finished, as in the local store, when all its rows are there and
@@ -30,9 +31,11 @@ from cam_core.scale.manifest import open_uri
 __all__ = ["PartStore", "batch_key", "is_finished"]
 
 
-def batch_key(run_key: str, stems: Sequence[str]) -> str:
-    """The file key of one batch: the run identity and its stems, hashed."""
-    return hashlib.sha256("\n".join([run_key, *stems]).encode()).hexdigest()[:24]
+def batch_key(run_key: str, attempt: str, stems: Sequence[str]) -> str:
+    """The file key of one batch: the run identity, the attempt (one per job, so that a rerun
+    computes its failed samples again) and the batch's stems, hashed.
+    """
+    return hashlib.sha256("\n".join([run_key, attempt, *stems]).encode()).hexdigest()[:24]
 
 
 def is_finished(rows: Sequence[Mapping[str, Any]]) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -276,10 +277,10 @@ def evaluate_on_ray(
     wanted = [it.sample.stem for it in todo]
     finished = {k for k, rows in store.read(wanted).items() if is_finished(rows)}
     pending = [it for it in todo if it.sample.stem not in finished]
-    batches = []
+    attempt, batches = uuid.uuid4().hex, []
     for start in range(0, len(pending), cfg.batch_size):
         chunk = pending[start : start + cfg.batch_size]
-        batches.append((batch_key(store.run, [it.sample.stem for it in chunk]), chunk))
+        batches.append((batch_key(store.run, attempt, [it.sample.stem for it in chunk]), chunk))
     if progress is not None and finished:
         progress(len(finished), len(todo), f"resumed {len(finished)} finished samples from {out}")
     computed = reused = n_workers = 0
@@ -303,7 +304,8 @@ def evaluate_on_ray(
     rows: list[dict[str, Any]] = []
     for err in load_errors:
         stem = Path(err.path).stem
-        rows.append(_error_row(cfg, Sample(Path(err.path), stem, file_class(stem)), str(err)))
+        sample = Sample(Path(err.path), stem, file_class(stem))
+        rows.append(_error_row(cfg, sample, f"not evaluated: {err}"))
     for it in todo:
         for r in stored.get(it.sample.stem, []):
             accumulate(accs, r)
