@@ -6,9 +6,10 @@ CPU part (always): maps/s of ``evaluate`` (local, torch on every core) and of
 ``evaluate_on_ray`` (a local Ray instance on the same cores, one actor per core, one torch
 thread each), in the order local, Ray, local, Ray, … (``--repeats`` pairs), each run on a fresh
 output folder. The Ray time includes starting the actor pool (each actor imports torch and
-receives the model), which every job pays; ``ray.init`` is reported apart (a cluster is started
-once). Images: the first ``--images`` NEU-DET images in the evaluation's class-stratified order,
-or synthetic ones when NEU-DET is absent. Model: the bundled default model
+cam_core and receives the model), which every job pays once; the rate after the first finished
+batch leaves that start out (the steady rate a long job runs at). ``ray.init`` is reported apart
+(a cluster is started once). Images: the first ``--images`` NEU-DET images in the evaluation's
+class-stratified order, or synthetic ones when NEU-DET is absent. Model: the bundled default model
 (``models/neu-boxsup-patch-resnet18``), Grad-CAM at its default layer.
 
 GPU part (only when CUDA is available): for the default model and a ResNet-50 at 224 px, batched
@@ -61,6 +62,12 @@ def _maps(result) -> int:
     return sum(1 for r in result.rows if not r["error"] and r["method"] in result.config.methods)
 
 
+def _steady(ticks: list[tuple[float, int]], maps_per_image: float) -> float:
+    """maps/s between the first and the last progress tick (the pool's start left out)."""
+    (t0, d0), (t1, d1) = ticks[0], ticks[-1]
+    return (d1 - d0) * maps_per_image / (t1 - t0) if t1 > t0 else float("nan")
+
+
 def cpu_part(args, tmp: Path) -> dict:
     import ray
 
@@ -83,33 +90,54 @@ def cpu_part(args, tmp: Path) -> dict:
 
     samples = [it.sample for it in load_items(str(manifest), None)[0]]
     runs: dict[str, list[float]] = {"local": [], "ray": []}
+    steady: dict[str, list[float]] = {"local": [], "ray": []}
     maps = {}
+    cpu_per_map: list[float] = []  # CPU seconds per map of the local run (all its threads)
     for i in range(args.repeats):
-        t = time.perf_counter()
-        local = evaluate(base, explainer=explainer, samples=samples)
+        ticks: list[tuple[float, int]] = []
+        t, cpu = time.perf_counter(), time.process_time()
+        local = evaluate(
+            base,
+            explainer=explainer,
+            samples=samples,
+            progress=lambda d, n, m, ticks=ticks: ticks.append((time.perf_counter(), d)),
+        )
         runs["local"].append(time.perf_counter() - t)
         maps["local"] = _maps(local)
+        cpu_per_map.append((time.process_time() - cpu) / maps["local"])
+        steady["local"].append(_steady(ticks, maps["local"] / len(samples)))
         print(f"local  #{i}: {runs['local'][-1]:.1f} s, {maps['local']} maps", flush=True)
         cfg = dataclasses.replace(base, out=str(tmp / f"ray{i}"))
+        ticks = []
         t = time.perf_counter()
-        run = evaluate_on_ray(cfg, explainer)
+        run = evaluate_on_ray(
+            cfg,
+            explainer,
+            progress=lambda d, n, m, ticks=ticks: ticks.append((time.perf_counter(), d)),
+        )
         runs["ray"].append(time.perf_counter() - t)
         maps["ray"] = _maps(run.result)
+        steady["ray"].append(_steady(ticks, maps["ray"] / len(samples)))
         print(
             f"ray    #{i}: {runs['ray'][-1]:.1f} s, {maps['ray']} maps, "
-            f"{run.workers} {run.device} actors",
+            f"{run.workers} {run.device} actors, first batch after {ticks[0][0] - t:.1f} s",
             flush=True,
         )
     ray.shutdown()
     rate = {k: maps[k] / statistics.median(v) for k, v in runs.items()}
+    rate_steady = {k: statistics.median(v) for k, v in steady.items()}
     return {
         "images": source,
         "cores": cores,
+        "load_average_1min_at_end": os.getloadavg()[0],
         "ray_init_s": round(init_s, 2),
         "seconds": {k: [round(x, 2) for x in v] for k, v in runs.items()},
         "maps_per_s": {k: round(v, 2) for k, v in rate.items()},
         "ray / local": round(rate["ray"] / rate["local"], 3),
-        "maps_per_s_per_ray_actor": round(rate["ray"] / cores, 2),
+        "maps_per_s_after_first_batch": {k: round(v, 2) for k, v in rate_steady.items()},
+        "ray / local after first batch": round(rate_steady["ray"] / rate_steady["local"], 3),
+        "maps_per_s_per_ray_actor_after_first_batch": round(rate_steady["ray"] / cores, 2),
+        "local_cpu_seconds_per_map": round(statistics.median(cpu_per_map), 3),
     }
 
 
