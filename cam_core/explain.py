@@ -220,7 +220,18 @@ class Explainer:
                     compute = spec.run
                     if aug_smooth and spec.augmentable:
                         compute = partial(averaged, spec.run, averaging=AUG_SMOOTH)
-                    maps[spec.name] = averaged(compute, ctx, FLIP_AVERAGE if flip_smooth else PLAIN)
+                    try:
+                        maps[spec.name] = averaged(
+                            compute, ctx, FLIP_AVERAGE if flip_smooth else PLAIN
+                        )
+                    except CamError:
+                        raise
+                    except RuntimeError as exc:  # e.g. Ablation-CAM inside a Swin block
+                        first = (str(exc).strip().splitlines() or [""])[0][:300]
+                        raise CamError(
+                            f"{spec.label} at layer {str(layer_set)!r} failed: {first}; try "
+                            "another layer (a block's output) or method"
+                        ) from exc
                     done += 1
                     if progress is not None:
                         progress(

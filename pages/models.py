@@ -27,7 +27,7 @@ def card_view(card: ModelCard, ref: catalogue.ModelRef) -> None:
     synthetic = card.synthetic or ref.synthetic
     st.subheader(card.name)
     badges = [
-        f":blue-badge[{card.arch}]",
+        f":blue-badge[{card.arch.split('?')[0]}]",  # timm/…?{args}: the args in the raw card
         f":gray-badge[{'multi-label' if card.multilabel else 'single-label'}]",
         f":gray-badge[{card.input_hw[0]}×{card.input_hw[1]} px input]",
     ]
@@ -175,7 +175,9 @@ def _load_hub_zip(name: str, data: bytes) -> list[tuple[str, str]]:
         folder = extract_hub_zip(name, data, base)
         ref = catalogue.ModelRef(f"{folder.name} (uploaded)", str(folder), uploaded_as=name)
         card = _state.load_explainer(ref).card
-    except (ArchiveError, CheckpointError, ValueError, KeyError, OSError) as exc:
+    except ArchiveError as exc:  # names the zip entry; say which upload too
+        return [("error", f"{name} refused — {exc}")]
+    except (CheckpointError, ValueError, KeyError, OSError) as exc:
         text = str(exc.args[0] if isinstance(exc, KeyError) else exc)
         return [("error", hub_message(text, base))]
     _register(ref)

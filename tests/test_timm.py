@@ -378,3 +378,15 @@ def test_download_arguments_are_refused_and_names_are_searchable():
         get_arch("nope")
     found = search_timm("vit small patch16")
     assert "vit_small_patch16_224" in found and all("vit" in n for n in found)
+
+
+def test_a_method_that_fails_at_a_layer_says_which(hub_loaded):
+    key, loaded = hub_loaded
+    if key != "swin":
+        pytest.skip("Swin's in-block norm is the case")
+    # Ablation-CAM feeds one ablated copy per channel; inside a Swin block the residual
+    # branch keeps the batch of one, which timm's reshape refuses
+    with pytest.raises(CamError, match=r"Ablation-CAM at layer 'layers.1.blocks.0.norm1' failed"):
+        Explainer(loaded.model, loaded.card).explain(
+            [_image(32)], ["ablationcam"], layers="layers.1.blocks.0.norm1"
+        )
