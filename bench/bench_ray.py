@@ -62,6 +62,31 @@ def _maps(result) -> int:
     return sum(1 for r in result.rows if not r["error"] and r["method"] in result.config.methods)
 
 
+def _shutdown(ray) -> None:
+    """ray.shutdown(), then end any of our Ray workers left behind (an actor still importing when
+    its raylet went keeps running as an orphan)."""
+    me = os.getpid()
+    ours = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+            p = int(pid)
+            while p > 1 and p != me:
+                p = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if p == me and title.startswith("ray::"):
+            ours.append(int(pid))
+    ray.shutdown()
+    time.sleep(2)
+    for pid in ours:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_text(errors="replace").startswith("ray::"):
+                os.kill(pid, 9)
+        except OSError:
+            pass
+
+
 def _steady(ticks: list[tuple[float, int]], maps_per_image: float) -> float:
     """maps/s between the first and the last progress tick (the pool's start left out)."""
     (t0, d0), (t1, d1) = ticks[0], ticks[-1]
@@ -123,7 +148,7 @@ def cpu_part(args, tmp: Path) -> dict:
             f"{run.workers} {run.device} actors, first batch after {ticks[0][0] - t:.1f} s",
             flush=True,
         )
-    ray.shutdown()
+    _shutdown(ray)
     rate = {k: maps[k] / statistics.median(v) for k, v in runs.items()}
     rate_steady = {k: statistics.median(v) for k, v in steady.items()}
     return {
@@ -211,7 +236,7 @@ def gpu_part(args, tmp: Path) -> dict:
             "ray actors": f"{run.workers} {run.device}",
         }
         print(name, out[name], flush=True)
-    ray.shutdown()
+    _shutdown(ray)
     return out
 
 

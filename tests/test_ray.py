@@ -9,6 +9,7 @@ XML), its rerun after a crash, the CLI on a Parquet manifest, and a NEU-DET spli
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -50,7 +51,13 @@ def ray_cluster():
         logging_level="error",
     )
     yield ray
+    started = [pid for pid, _ in _descendants("ray::")]
     ray.shutdown()
+    time.sleep(2)
+    for pid in started:  # an actor still importing when its raylet went stays behind: end it
+        with contextlib.suppress(OSError):
+            if "ray::" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,11 @@ def _assert_same_summary(a, b):
 
 def _our_actors():
     """(pid, title) of this process's Ray Data map actors (descendants of this process)."""
+    return _descendants("MapWorker(MapBatches(BatchWorker))")
+
+
+def _descendants(title):
+    """(pid, title) of the processes under this one whose title contains ``title``."""
     parent = {}
     titles = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -104,11 +116,7 @@ def _our_actors():
             pid = parent.get(pid, 1)
         return False
 
-    return [
-        (pid, t)
-        for pid, t in titles.items()
-        if "MapWorker(MapBatches(BatchWorker))" in t and ours(pid)
-    ]
+    return [(pid, t) for pid, t in titles.items() if title in t and ours(pid)]
 
 
 @pytest.fixture(scope="module")
