@@ -15,8 +15,7 @@ from cam_core.review.maps import RowMap, maps_for
 from cam_core.vocabulary import method_name, metric_name
 from pages import _explore_link, _sidebar, _state
 
-GALLERY = 8
-"""Images per gallery page (their maps are computed again: rows keep no maps)."""
+GALLERY = 8  # images per gallery page (their maps are computed again: rows keep no maps)
 
 state = _sidebar.app_state()
 _explore_link.follow()

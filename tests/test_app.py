@@ -781,7 +781,7 @@ def test_the_legacy_pages_route_is_left_once_and_rerun(monkeypatch):
 
 
 def test_helper_modules_in_pages_are_not_pages(app):
-    """The menu holds the four pages; no helper module of pages/ (``_state.py`` …) is a page."""
+    """The menu holds the six pages; no helper module of pages/ (``_state.py`` …) is a page."""
     import re
 
     at = _ok(app.run())
@@ -791,7 +791,14 @@ def test_helper_modules_in_pages_are_not_pages(app):
     registered = {Path(p.strip(" '")).name for p in known.split(",")}
     helpers = {p.name for p in (ROOT / "pages").glob("_*.py")}
     assert {"_state.py", "_sidebar.py", "_picker.py", "_legacy.py"} <= helpers
-    assert registered == {"explore.py", "compare.py", "evaluate.py", "models.py"}
+    assert registered == {
+        "explore.py",
+        "compare.py",
+        "evaluate.py",
+        "models.py",
+        "review.py",
+        "present.py",
+    }
 
 
 def test_a_stopped_run_keeps_its_rows_and_is_labelled_partial_with_its_coverage(app, monkeypatch):
