@@ -106,7 +106,11 @@ def test_a_zipped_timm_hub_folder_loads_and_its_maps_show(server, tmp_path):
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / "models_byom_hub_zip.png"))
             sidebar = page.locator("[data-testid=stSidebar]")
-            sidebar.get_by_text("plant-vit (uploaded)").first.wait_for()
+            box = sidebar.locator("[data-testid=stSelectbox]").first  # the model in use
+            shown = " ".join(
+                [box.text_content() or "", *[i.input_value() for i in box.locator("input").all()]]
+            )
+            assert "plant-vit (uploaded)" in shown, shown
 
             page.locator("[data-testid=stSidebarNav] a", has_text="Explore").click()
             page.get_by_role("heading", name="Explore").wait_for()
