@@ -307,7 +307,8 @@ def load_model(
     try:
         check_input_size(model, size)
     except LayoutError as exc:
-        raise CheckpointError(f"{card_file if card is not None else path}: {exc}") from None
+        where = path.parent / CONFIG if hub else card_file if card_file.is_file() else path
+        raise CheckpointError(f"{where}: {exc}") from None
 
     if card is None:
         card = ModelCard(
