@@ -667,6 +667,10 @@ def _run_evaluation(at, n=6):
     return _ok(at.run())
 
 
+DOWNLOADS = ["PDF report", "Summary CSV", "Rows CSV", "HTML report", "Verdicts CSV"]
+"""What a result offers: the PDF beside its settings, then the CSVs and the HTML report."""
+
+
 def _download_labels(at):
     return [d.proto.label for d in at.get("download_button")]
 
@@ -691,7 +695,7 @@ def test_every_evaluation_metric_shows_worst_cases_and_keeps_the_downloads(app):
         _ok(at.run())
         assert at.get("button_group")[0].value == by_label[label]
         assert not [e.value for e in at.error], (label, [e.value for e in at.error])
-        assert _download_labels(at) == ["Summary CSV", "Rows CSV", "HTML report"], label
+        assert _download_labels(at) == DOWNLOADS, label
         worst = next(d.value for d in at.dataframe if "Image" in d.value.columns)
         assert len(worst) > 0, label
 
@@ -834,7 +838,7 @@ def test_a_stopped_run_keeps_its_rows_and_is_labelled_partial_with_its_coverage(
         assert cls in warning, warning
     result = at.session_state["eval_result"]
     assert result.n_done == 8 and {r["stem"] for r in result.rows} == set(computed[0])
-    assert _download_labels(at) == ["Summary CSV", "Rows CSV", "HTML report"]
+    assert _download_labels(at) == DOWNLOADS
     # Resume computes only the ten images left, then the result is whole
     interrupt["after"] = None
     next(b for b in at.button if b.label.startswith("Resume (10 images left)")).click()
