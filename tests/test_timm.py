@@ -390,3 +390,26 @@ def test_a_method_that_fails_at_a_layer_says_which(hub_loaded):
         Explainer(loaded.model, loaded.card).explain(
             [_image(32)], ["ablationcam"], layers="layers.1.blocks.0.norm1"
         )
+
+
+def test_a_one_channel_timm_resnet_saved_without_model_args_loads(tmp_path):
+    """timm's save_for_hf without model_args records 1 channel only in the input size, and
+    'resnet18' is also one of our architectures: the folder is timm's, built with in_chans=1
+    (found by the browser walk: it was refused with a conv1 shape mismatch)."""
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=6, in_chans=1)
+    save_for_hf(
+        model,
+        str(tmp_path),
+        model_config={"label_names": list(CLASSES)},
+        safe_serialization=True,
+        data_config={"input_size": (1, 64, 64), "mean": (0.5,), "std": (0.25,)},
+    )
+    loaded = load_model(tmp_path)
+    assert loaded.card.in_chans == 1 and loaded.card.arch.startswith("timm/resnet18")
+    image = _image(64)
+    out = Explainer(loaded.model, loaded.card).explain([image], ["gradcam"], targets=[[1]])
+    assert out.results[0].cam.shape == image.shape

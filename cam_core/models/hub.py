@@ -64,6 +64,12 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def _is_timm(name: str) -> bool:
+    import timm
+
+    return bool(timm.is_model(name))
+
+
 def _arch(arch: object, args: dict[str, Any], path: Path) -> str:
     """The registry name for config ``architecture`` + ``model_args``: ours as they are,
     ``torchvision/…`` as written, any other name as timm's.
@@ -125,7 +131,17 @@ def hub_card(folder: str | os.PathLike[str]) -> ModelCard:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise HubError(f"{path}: num_classes must be a whole number >= 1, got {n!r}")
     args = {k: v for k, v in args.items() if k != "num_classes"}  # timm records it there too
-    arch = _arch(data.get("architecture"), args, path)
+    size = cfg.get("input_size")
+    name = data.get("architecture")
+    if isinstance(name, str) and name in ARCHS and "pretrained_cfg" in data and _is_timm(name):
+        name = f"timm/{name}"  # timm's save_for_hf wrote it ('resnet18' is also one of ours)
+    timm_arch = isinstance(name, str) and name not in ARCHS and not name.startswith("torchvision/")
+    sized = isinstance(size, list | tuple) and len(size) == 3
+    if timm_arch and sized and "in_chans" not in args and int(size[0]) != 3:
+        # timm's save_for_hf records a 1-channel model only in pretrained_cfg's input_size:
+        # built with timm's default in_chans=3 its first conv would not fit the weights.
+        args = {**args, "in_chans": int(size[0])}
+    arch = _arch(name, args, path)
     classes = _labels(data, n, path)
     try:
         from cam_core.models.registry import get_arch
@@ -133,7 +149,6 @@ def hub_card(folder: str | os.PathLike[str]) -> ModelCard:
         spec = get_arch(arch)
     except KeyError as exc:
         raise HubError(f"{path}: {exc.args[0]}") from None
-    size = cfg.get("input_size")
     chans, hw = spec.in_chans, spec.input_size
     if isinstance(size, list | tuple) and len(size) == 3:
         chans, hw = int(size[0]), (int(size[1]), int(size[2]))
