@@ -205,7 +205,7 @@ def image_picker(state: AppState, page: str, *, allow_upload: bool) -> ImageItem
     chooser = _representative(state)
     if source == SOURCE_PICKED:
         sample, where = st.session_state["picked_sample"]
-        st.caption(f"Opened from the Evaluate page ({where}).")
+        st.caption(f"Opened from {where}.")
         try:
             return item_for(sample, "dataset")
         except data.DataError as exc:

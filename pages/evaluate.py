@@ -35,7 +35,7 @@ st.markdown(f"**Data:** {where} · {len(samples)} images · **model:** {state.mo
 def _open_in_explore(stem: str, cls: str, method: str) -> None:
     """Callback of a worst-case row: show that image, class and method on Explore."""
     sample = st.session_state["eval_samples"][stem]
-    where = f"worst case: {stem}, {cls}, {method_name(method)}"
+    where = f"Evaluate, worst case: {stem}, {cls}, {method_name(method)}"
     _explore_link.open_in_explore(state, sample, cls, method, where)
 
 
@@ -201,7 +201,12 @@ with size_tab, _state.section("By box size"):
     )
     st.dataframe(TF.size_table(ci, metric), hide_index=True, width="stretch")
 with sanity_tab, _state.section("Sanity checks"):
-    if getattr(result, "sanity", None) is None:
+    if getattr(result, "sanity", None) is None and result.config.sanity:
+        st.info(
+            "Not measured yet: the sanity check runs once every image is done, and this run "
+            "stopped before that. Resume it to finish."
+        )
+    elif getattr(result, "sanity", None) is None:
         st.info("Not measured in this run: tick **Sanity checks** in the form and run again.")
     else:
         from cam_core.sanity_figures import sanity_figures

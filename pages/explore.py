@@ -323,6 +323,13 @@ def _faith_expander(result: CamResult) -> None:
             st.plotly_chart(
                 curves_figure(curves), config={"displayModeBar": False}, key=f"{store}_chart"
             )
+            if curves.is_flat():
+                st.info(
+                    "The map's order and a random order give nearly the same curves: the "
+                    "filled-in image still carries the class (a blurred texture keeps its "
+                    "defect). Try **the mean value**.",
+                    icon=":material/info:",
+                )
 
 
 def _png(make: Callable[[], object]) -> Callable[[], bytes]:

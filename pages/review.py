@@ -159,7 +159,7 @@ with tab_q, _state.section("Right for the right reason"):
             with cols[i % 4]:
                 tag = "predicted " + str(rec.predicted) if "predicted" in first.columns else ""
                 _panel(item, f"{item.sample.stem} · {item.cls} · p={rec.score:.2f} · {tag}")
-                where = f"review: {quadrants.QUADRANT_NAMES[quadrant].lower()}, {item.sample.stem}"
+                where = f"Review, {quadrants.QUADRANT_NAMES[quadrant].lower()}, {item.sample.stem}"
                 _open_button(item.sample.stem, item.cls, f"rq_open_{i}", where)
     st.subheader("Confusion matrix of the evaluated split")
     try:

@@ -209,7 +209,7 @@ def test_evaluate_runs_on_the_synthetic_split_with_baselines(app):
     opener.click()
     _ok(at.run())
     assert at.title[0].value == "Explore"
-    assert any(c.startswith("Opened from the Evaluate page (worst case") for c in _captions(at))
+    assert any(c.startswith("Opened from Evaluate, worst case") for c in _captions(at))
     assert any(c.startswith(f"GT panel: {stem}.png") for c in _captions(at))
     assert any(c.split(" — ")[0].endswith(f" · {cls}") for c in _heat_captions(at))
 

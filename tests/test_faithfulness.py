@@ -264,3 +264,14 @@ def test_explore_draws_the_curves_of_a_shown_map_on_demand(monkeypatch):
     assert not at.exception, [e.message for e in at.exception]
     assert len(at.get("plotly_chart")) == charts + 1
     assert len([b for b in at.button if b.label == "Compute the curves"]) == 1
+
+
+def test_curves_that_do_not_move_are_flat_and_moving_ones_are_not():
+    """Explore's hint when the fill still carries the class: curves within 0.1 are flat."""
+    from cam_core.metrics.faithfulness import Curves
+
+    f = np.linspace(0, 1, 5)
+    still = np.full((1, 5), 0.9)
+    moving = np.linspace(0.9, 0.1, 5)[None]
+    assert Curves(f, still, still + 0.05, still, still).is_flat()
+    assert not Curves(f, moving, still, still, still).is_flat()

@@ -107,7 +107,7 @@ def test_a_gallery_image_opens_in_explore(reviewed):
     openers[0].click()
     _ok(at.run())
     assert at.title[0].value == "Explore"
-    assert any("review:" in c.value for c in at.caption)
+    assert any(c.value.startswith("Opened from Review, ") for c in at.caption)
 
 
 def test_misclassified_only_limits_the_gallery_to_wrong_predictions(reviewed):

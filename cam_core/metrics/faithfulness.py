@@ -247,6 +247,14 @@ class Curves:
         """(T,) insertion AUC of the random pixel order."""
         return curve_auc(self.insertion_random)
 
+    def is_flat(self, t: int = 0, span: float = 0.1) -> bool:
+        """Whether map ``t``'s deletion and insertion curves each move by less than ``span`` in
+        probability: the filled-in image still carries the class (e.g. a blurred texture), so
+        neither curve can tell a good map from a bad one.
+        """
+        curves = (self.deletion[t], self.insertion[t])
+        return all(float(np.ptp(c)) < span for c in curves)
+
 
 def _ranks(orders: np.ndarray) -> np.ndarray:
     """(R, N) pixel orders (most relevant first) → (R, N) rank of every pixel in its order."""
