@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from cam_core.metrics import stats as S
 from cam_core.verdict import FAITHFULNESS_FIGURE
-from cam_core.vocabulary import column_name, is_baseline, metric_heading
+from cam_core.vocabulary import column_name, is_baseline, method_name, metric_heading
 
 __all__ = [
     "FIGURE_NAMES",
@@ -48,8 +48,19 @@ def figure_name(key: str) -> str:
     return FIGURE_NAMES.get(key) or metric_heading(key)
 
 
+def shown_method(method: str) -> str:
+    """A method's or a baseline's display name ("Grad-CAM", "Centre point")."""
+    return method_name(method)
+
+
+def _named(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``method`` column in display names."""
+    return table.assign(method=table["method"].map(shown_method)) if "method" in table else table
+
+
 def _group(method: str, layer: str, layers: int) -> str:
-    return method if is_baseline(method) or layers <= 1 else f"{method} @ {layer}"
+    name = shown_method(method)
+    return name if is_baseline(method) or layers <= 1 else f"{name} @ {layer}"
 
 
 def _pooled(ci: pd.DataFrame, figure: str, size: str = S.ALL_SIZES) -> pd.DataFrame:
@@ -134,7 +145,7 @@ def ci_table(ci: pd.DataFrame, figures: list[str] | None = None) -> pd.DataFrame
         index=["method", "layer", "class"], columns="figure", values="cell", aggfunc="first",
         sort=False,
     ).reindex(columns=order)  # fmt: skip
-    return table.rename(columns=figure_name).reset_index()
+    return _named(table.rename(columns=figure_name).reset_index())
 
 
 def diff_table(ci: pd.DataFrame, figures: list[str] | None = None) -> pd.DataFrame:
@@ -155,7 +166,7 @@ def diff_table(ci: pd.DataFrame, figures: list[str] | None = None) -> pd.DataFra
         index=["method", "layer", "class"], columns="figure", values="cell", aggfunc="first",
         sort=False,
     ).reindex(columns=order)  # fmt: skip
-    return table.rename(columns=figure_name).reset_index()
+    return _named(table.rename(columns=figure_name).reset_index())
 
 
 def size_table(ci: pd.DataFrame, figure: str) -> pd.DataFrame:
@@ -175,13 +186,14 @@ def size_table(ci: pd.DataFrame, figure: str) -> pd.DataFrame:
         index=["method", "layer", "class"], columns="size", values="cell", aggfunc="first",
         sort=False,
     ).reindex(columns=sizes)  # fmt: skip
-    return table.fillna("–").reset_index()
+    return _named(table.fillna("–").reset_index())
 
 
 def styled_verdicts(table: pd.DataFrame) -> Any:
     """A verdict table (:func:`cam_core.verdict.verdicts`) as a pandas Styler: the verdict cell
     green / amber / red, figures to three decimals.
     """
+    table = _named(table)
     nums = [c for c in table.columns if table[c].dtype.kind == "f"]
 
     def colour(col: pd.Series) -> list[str]:
