@@ -194,6 +194,12 @@ with faith_tab, _state.section("Faithfulness"):
         )
         st.plotly_chart(TF.ci_bars(ci, figure or shown[-1]), key="eval_faith_bars")
         st.dataframe(TF.ci_table(ci, shown), hide_index=True, width="stretch")
+        notes = [r for r in result.rows if r.get("faith_error")]
+        if notes:
+            st.caption(
+                f"{len(notes)} map(s) have no faithfulness figures (they still count for "
+                "localization): " + "; ".join(f"{r['stem']}: {r['faith_error']}" for r in notes[:5])
+            )
 with size_tab, _state.section("By box size"):
     st.caption(
         f"{metric_name(metric)} by the share of the image the class's boxes cover: large boxes "

@@ -198,10 +198,15 @@ def test_evaluate_with_faithfulness_gives_finite_columns_and_resumes(voc, checkp
     full = evaluate(cfg, explainer=ex)  # resumes: computes the missing samples only
     rows = pd.DataFrame(full.rows)
     assert full.state == "done"
-    # the untrained model's Grad-CAM for one class is blank: a clear row error, not a number
-    errors = rows["error"].dropna()
-    assert errors.str.contains("faithfulness: gradcam@layer3 map .* is blank").all(), errors
-    method = rows[(rows["layer"] != "-") & rows["error"].isna()]
+    # the untrained model's Grad-CAM for one class is blank: a clear note, not a number, and the
+    # row keeps its localization figures (ticking faithfulness changes no localization count)
+    notes = rows["faith_error"].dropna()
+    assert notes.str.contains("faithfulness: gradcam@layer3 map .* is blank").all(), notes
+    assert rows.loc[notes.index, "pointing"].notna().all() and rows["error"].isna().all()
+    assert rows.loc[notes.index, "deletion_auc"].isna().all()
+    plain = evaluate(EvalConfig(**base), explainer=ex)
+    assert plain.summary().equals(full.summary()[plain.summary().columns])
+    method = rows[(rows["layer"] != "-") & rows["faith_error"].isna()]
     assert len(method) >= 1
     for col in FM.FAITH_COLUMNS:
         assert col in rows.columns
@@ -210,12 +215,12 @@ def test_evaluate_with_faithfulness_gives_finite_columns_and_resumes(voc, checkp
     assert method["deletion_auc"].between(0, 1).all() and method["increase"].isin([0, 1]).all()
     # the resumed rows equal a fresh uninterrupted run's (seeds come from stems, not batches)
     fresh = evaluate(EvalConfig(**base, faithfulness=True, faith_steps=2), explainer=ex)
-    cols = [*FM.FAITH_COLUMNS, "error"]
+    cols = [*FM.FAITH_COLUMNS, "faith_error", "error"]
     pd.testing.assert_frame_equal(pd.DataFrame(fresh.rows)[cols], rows[cols], atol=1e-5)
     assert not set(FM.FAITH_COLUMNS) & set(row_columns(EvalConfig(**base)))
 
 
-def test_a_blank_map_becomes_a_row_error_not_a_number(make_card):
+def test_a_blank_map_becomes_a_row_note_not_a_number(make_card):
     from cam_core.evaluation.faith import FaithItem, apply_faith, faith_figures
     from cam_core.explain import Explainer
 
@@ -226,9 +231,10 @@ def test_a_blank_map_becomes_a_row_error_not_a_number(make_card):
     figs = faith_figures(ex, [image], ["img_1"], items, steps=4)
     assert isinstance(figs[0], str) and "blank" in figs[0] and "gradcam" in figs[0]
     assert isinstance(figs[1], dict) and np.isfinite(list(figs[1].values())).all()
-    row = {"error": None, "deletion_auc": None}
+    row = {"error": None, "deletion_auc": None, "faith_error": None}
     apply_faith(row, figs[0])
-    assert row["error"].startswith("faithfulness:") and row["deletion_auc"] is None
+    assert row["faith_error"].startswith("faithfulness:") and row["deletion_auc"] is None
+    assert row["error"] is None  # its localization figures still count
 
 
 def test_every_faithfulness_column_has_a_name_and_a_direction():

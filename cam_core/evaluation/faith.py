@@ -134,13 +134,14 @@ def faith_table(
 
 
 def apply_faith(row: dict[str, Any], figures: dict[str, float] | str | None) -> None:
-    """Put one map's faithfulness figures into its row; a refused map makes the row an error
-    row (its message says why), unless the row already has an error.
+    """Put one map's faithfulness figures into its row. A refused map (blank, non-finite) leaves
+    them None and says why in ``faith_error``: the row keeps its localization figures, so ticking
+    faithfulness never changes which rows the localization summary counts.
     """
     if figures is None:
         return
     if isinstance(figures, str):
-        row["error"] = row["error"] or figures
+        row["faith_error"] = figures
     else:
         row.update(figures)
 

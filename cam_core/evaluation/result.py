@@ -70,7 +70,7 @@ def row_columns(cfg: EvalConfig) -> list[str]:
         "layer",
         *METRICS,
         *(box_key(t) for t in cfg.box_thresholds),
-        *(M.FAITH_COLUMNS if cfg.faithfulness else ()),
+        *((*M.FAITH_COLUMNS, "faith_error") if cfg.faithfulness else ()),
         "score",
         "correct",
         "predicted",
