@@ -36,6 +36,7 @@ import pandas as pd
 
 from cam_core.evaluation.config import BASELINES, METRICS, box_key
 from cam_core.metrics import stats as S
+from cam_core.metrics.faithfulness import FAITH_COLUMNS
 
 if TYPE_CHECKING:
     from cam_core.evaluation.result import EvalResult
@@ -61,15 +62,7 @@ LOCALIZATION_FIGURE = "energy"
 FAITHFULNESS_FIGURE = "faithfulness_gain"
 """Per-row ``(insertion − deletion) − (insertion_random − deletion_random)`` AUC."""
 
-FAITHFULNESS_COLUMNS: tuple[str, ...] = (
-    "deletion_auc",
-    "insertion_auc",
-    "deletion_auc_random",
-    "insertion_auc_random",
-    "road",
-    "avg_drop",
-    "increase",
-)
+FAITHFULNESS_COLUMNS: tuple[str, ...] = FAITH_COLUMNS
 """Row columns of a run with faithfulness (``EvalConfig(faithfulness=True)``)."""
 
 RULE = (
