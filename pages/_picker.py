@@ -212,7 +212,7 @@ def image_picker(state: AppState, page: str, *, allow_upload: bool) -> ImageItem
             st.error(str(exc))
             return None
     if source == SOURCE_DATASET and state.dataset is not None:
-        label = f"{state.data_root} · split {state.split}"
+        label = f"{state.data_label} · split {state.split}"
         return _gallery(state.samples, "dataset", label, page, chooser)
     st.caption("**Synthetic demo**: generated images with known defect boxes; not real steel.")
     return _gallery(demo_samples(), SYNTHETIC_SOURCE, "synthetic demo", page, chooser)

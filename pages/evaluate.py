@@ -26,7 +26,7 @@ st.caption(
 explainer = _state.require_explainer(state)
 
 if state.dataset is not None:
-    samples, where = state.samples, f"{state.data_root} · split {state.split}"
+    samples, where = state.samples, f"{state.data_label} · split {state.split}"
 else:
     samples, where = _state.demo_samples(), "synthetic demo (3 images per class)"
 st.markdown(f"**Data:** {where} · {len(samples)} images · **model:** {state.model_ref.label}")

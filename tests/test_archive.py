@@ -235,7 +235,8 @@ def test_an_uploaded_zip_is_evaluated_like_a_folder_and_hostile_ones_are_named(
     assert any(c.startswith("**uploaded** line-7.zip · 18 images") for c in captions), captions
     assert at.sidebar.selectbox(key="split").disabled  # an upload is used whole
     data_line = next(m.value for m in at.markdown if m.value.startswith("**Data:**"))
-    assert "cam-core-uploads" in data_line and "18 images" in data_line, data_line
+    assert "line-7.zip" in data_line and "18 images" in data_line, data_line
+    assert "cam-core-uploads" not in data_line  # the name the user knows, not our temp folder
     next(n for n in at.number_input if n.label == "Images (0 = all)").set_value(0)
     next(b for b in at.button if b.label == "Run evaluation").click()
     _ok(at.run())
