@@ -100,7 +100,8 @@ def execute(run: EvalRun, budget_s: float) -> None:
     n = len(run.samples) if run.cfg.limit is None else min(run.cfg.limit, len(run.samples))
     status = st.empty()
     status.info(f"**Running** — 0 of {n} images …", icon=_RUNNING)
-    st.button(
+    stop = st.empty()  # gone once the run ends
+    stop.button(
         "Stop",
         key="eval_stop",
         icon=":material/stop:",
@@ -130,6 +131,7 @@ def execute(run: EvalRun, budget_s: float) -> None:
         st.session_state["eval_why"] = f"time budget of {budget_s:g} s reached"
     status.empty()
     bar.empty()
+    stop.empty()
     st.session_state["eval_result"] = result
     st.session_state["eval_samples"] = {s.stem: s for s in run.samples}
 

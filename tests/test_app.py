@@ -200,6 +200,7 @@ def test_evaluate_runs_on_the_synthetic_split_with_baselines(app):
     assert "Grad-CAM" in table.columns and "all" in table.index
     assert len(at.get("plotly_chart")) == 1
     assert any("Worst cases" in h.value for h in at.subheader)
+    assert not [b for b in at.button if b.label == "Stop"]  # a finished run offers no Stop
     # select the worst case and open it on Explore
     worst = next(d.value for d in at.dataframe if "Image" in d.value.columns)
     stem, cls = worst.loc[0, "Image"], worst.loc[0, "Class"]
