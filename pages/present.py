@@ -73,17 +73,18 @@ right.button(
 )
 method = _state.pref("present_method", default_method)
 try:
-    item = _state.item_for(by_stem[chosen[i]], source)
-    slide = make_slide(
-        explainer,
-        state.model_id,
-        item,
-        method,
-        state.layer,
-        cache_in(st.session_state),
-        flip_smooth=state.flips,
-        threshold=recommended_threshold(explainer.card, BOX_THRESHOLDS),
-    )
+    with st.spinner(f"Drawing {chosen[i]} …"):  # the first slide loads the model: seconds
+        item = _state.item_for(by_stem[chosen[i]], source)
+        slide = make_slide(
+            explainer,
+            state.model_id,
+            item,
+            method,
+            state.layer,
+            cache_in(st.session_state),
+            flip_smooth=state.flips,
+            threshold=recommended_threshold(explainer.card, BOX_THRESHOLDS),
+        )
 except (data.DataError, ValueError, KeyError) as exc:
     st.error(f"{chosen[i]} cannot be shown: {exc}")
     st.stop()
