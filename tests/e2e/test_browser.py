@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from _server import CHROMIUM, ROOT, launch_kwargs, neu_det, settled, streamlit_server
+from playwright.sync_api import expect
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 DOCS_IMG = ROOT / "docs" / "img"
@@ -71,7 +72,8 @@ def _set_methods(page, wanted: tuple[str, ...], *, wait: bool = True) -> None:
             page.keyboard.press("Escape")
             if wait or label != wanted[-1]:
                 settled(page)
-    assert tags.all_inner_texts() == list(wanted)
+    # the last tag may render a moment after its option's click (wait=False settles nothing)
+    expect(tags).to_have_text(list(wanted), timeout=30_000)
 
 
 def test_a_fresh_servers_first_request_to_a_page_address_gets_the_app(browser_page, server):
