@@ -59,8 +59,10 @@ def _named(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _group(method: str, layer: str, layers: int) -> str:
-    name = shown_method(method)
-    return name if is_baseline(method) or layers <= 1 else f"{name} @ {layer}"
+    """A bar group's id ("gradcam @ layer4", "baseline:uniform"); the bars name it
+    (:func:`~cam_core.vocabulary.column_name`).
+    """
+    return method if is_baseline(method) or layers <= 1 else f"{method} @ {layer}"
 
 
 def _pooled(ci: pd.DataFrame, figure: str, size: str = S.ALL_SIZES) -> pd.DataFrame:

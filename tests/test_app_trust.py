@@ -55,6 +55,10 @@ def test_bars_carry_intervals_and_the_verdict_states_its_rule(evaluate_page):
     errors = [t["error_y"] for t in bars["data"]]
     assert all(e["type"] == "data" and len(e["array"]) == len(e["arrayminus"]) for e in errors)
     assert "95 % bootstrap intervals" in bars["layout"]["title"]["text"]
+    # bars named as everywhere else; the baselines' bars grey and hatched, the methods' not
+    hatched = {t["name"] for t in bars["data"] if t.get("marker", {}).get("pattern")}
+    assert hatched == {t["name"] for t in bars["data"] if "(baseline)" in t["name"]} != set()
+    assert "Grad-CAM" in {t["name"] for t in bars["data"]}
     # the verdict tab: the rule beside the table; nothing but localization measured → amber
     assert any(verdict.RULE in m.value for m in at.markdown)
     table = next(d.value for d in at.dataframe if "verdict" in getattr(d.value, "columns", []))
