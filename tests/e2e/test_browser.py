@@ -406,7 +406,8 @@ def test_upload_a_zip_evaluate_review_explore_pdf_and_present(browser_page, serv
     assert not _errors(page)
     data_line = page.locator("[data-testid=stMarkdownContainer]", has_text="Data:").first
     data_line = data_line.inner_text()
-    assert "cam-core-uploads" in data_line and f"{n} images" in data_line, data_line
+    assert "line-7-batch.zip" in data_line and f"{n} images" in data_line, data_line
+    assert "cam-core-uploads" not in data_line  # the upload's name, not our temp folder
     limit = page.get_by_label("Images (0 = all)")
     limit.fill("0")
     limit.press("Enter")
