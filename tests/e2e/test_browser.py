@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _server import CHROMIUM, ROOT, launch_kwargs, neu_det, settled, streamlit_server
+from _server import ROOT, launch_kwargs, neu_det, settled
 from playwright.sync_api import expect
 
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -17,18 +17,6 @@ IMAGE_STEMS = ("scratches_1", "patches_1", "crazing_1")
 METHODS = ("Grad-CAM", "LayerCAM")
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} missing: run `make browser` (Debian's chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    with streamlit_server(log) as running:
-        yield running.url
-    if running.proc.returncode not in (0, -15, 143):
-        print(running.log_tail())
 
 
 @pytest.fixture(scope="module")

@@ -7,25 +7,13 @@ refused first, naming the entry. Screenshots go to artifacts/screenshots/.
 import zipfile
 
 import pytest
-from _server import CHROMIUM, ROOT, launch_kwargs, settled, streamlit_server
+from _server import ROOT, launch_kwargs, settled
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 NEU = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
 TINY_VIT = {"img_size": 64, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} missing: run `make browser` (Debian's chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    with streamlit_server(log) as running:
-        yield running.url
-    if running.proc.returncode not in (0, -15, 143):
-        print(running.log_tail())
 
 
 def _hub_zip(tmp_path):
